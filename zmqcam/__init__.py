@@ -1,0 +1,30 @@
+"""zmqcam: a camera frame bus for rigs of cheap IP cameras.
+
+Grab each camera once, stitch once, serve many: programs over ZeroMQ (``Subscriber``), people over
+MJPEG/HTTP. See README.md.
+"""
+
+from zmqcam.client import Camera, Subscriber
+from zmqcam.config import CameraConfig, Config, default_config, load_config
+from zmqcam.errors import ConfigError, CorruptFrame, ProtocolError, SourceBusy, SourceError, SourceTimeout, ZmqcamError
+from zmqcam.protocol import Frame
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Camera",
+    "CameraConfig",
+    "Config",
+    "ConfigError",
+    "CorruptFrame",
+    "Frame",
+    "ProtocolError",
+    "SourceBusy",
+    "SourceError",
+    "SourceTimeout",
+    "Subscriber",
+    "ZmqcamError",
+    "__version__",
+    "default_config",
+    "load_config",
+]

@@ -1,0 +1,111 @@
+"""ZeroMQ socket set-up shared by every process: publishers, subscribers and demand tracking.
+
+The demand rule of the whole system lives here: a publisher is an XPUB in "verboser" mode, so it
+sees every subscribe and unsubscribe of every subscriber, including the unsubscribes libzmq
+generates when a subscriber's connection dies (even a SIGKILLed process). ``Demand`` counts them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import zmq
+
+from zmqcam import protocol
+
+log = logging.getLogger(__name__)
+
+#: frames queued per subscriber before the publisher drops for it: a slow consumer gets the newest
+#: frame, never a growing queue
+SEND_HWM = 2
+RECV_HWM = 2
+#: ZMTP heartbeats, so a subscriber on a vanished host releases demand within a few seconds
+HEARTBEAT_IVL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 3000
+
+
+def _common(sock: zmq.Socket[Any]) -> None:
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
+
+
+def make_publisher(ctx: zmq.Context[Any], endpoints: list[str]) -> zmq.Socket[Any]:
+    """An XPUB bound to every endpoint, reporting each subscription change."""
+    sock = ctx.socket(zmq.XPUB)
+    _common(sock)
+    sock.setsockopt(zmq.SNDHWM, SEND_HWM)
+    sock.setsockopt(zmq.XPUB_VERBOSER, 1)
+    try:
+        for endpoint in endpoints:
+            sock.bind(endpoint)
+    except zmq.ZMQError:
+        sock.close(linger=0)
+        raise
+    return sock
+
+
+def make_subscriber(ctx: zmq.Context[Any], endpoints: Sequence[str], topics: Sequence[bytes] = ()) -> zmq.Socket[Any]:
+    sock = ctx.socket(zmq.SUB)
+    _common(sock)
+    sock.setsockopt(zmq.RCVHWM, RECV_HWM)
+    # reconnect quickly after a publisher restarts, but do not hammer a host that is gone
+    sock.setsockopt(zmq.RECONNECT_IVL, 100)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+    for t in topics:
+        sock.setsockopt(zmq.SUBSCRIBE, t)
+    for endpoint in endpoints:
+        sock.connect(endpoint)
+    return sock
+
+
+class Demand:
+    """Subscriber counts per subscription prefix, fed from an XPUB's subscription messages."""
+
+    def __init__(self) -> None:
+        self.counts: dict[bytes, int] = {}
+        self.malformed = 0
+
+    def feed(self, message: bytes) -> None:
+        if not message or message[0] not in (0, 1):
+            # a plain message sent to an XPUB (not a subscription): not ours, ignore it
+            self.malformed += 1
+            return
+        prefix = bytes(message[1:])
+        if message[0] == 1:
+            self.counts[prefix] = self.counts.get(prefix, 0) + 1
+        else:
+            left = self.counts.get(prefix, 0) - 1
+            if left > 0:
+                self.counts[prefix] = left
+            else:
+                self.counts.pop(prefix, None)
+
+    def subscribers(self, topic: bytes) -> int:
+        """How many subscriptions receive ``topic`` (a subscriber with two matching prefixes counts twice)."""
+        return sum(n for prefix, n in self.counts.items() if topic.startswith(prefix))
+
+    def wants(self, topic: bytes) -> bool:
+        return any(topic.startswith(prefix) for prefix in self.counts)
+
+    def wants_frames(self, stream: str) -> bool:
+        """Whether anyone wants any frame kind of ``stream`` (status subscriptions never count)."""
+        return self.wants(protocol.topic(stream, protocol.RAW)) or self.wants(protocol.topic(stream, protocol.JPEG))
+
+    def snapshot(self, stream: str) -> dict[str, int]:
+        return {kind: self.subscribers(protocol.topic(stream, kind)) for kind in protocol.KINDS}
+
+
+def drain_subscriptions(sock: zmq.Socket[Any], demand: Demand, limit: int = 1000) -> int:
+    """Read every pending subscription message from an XPUB without blocking; return how many."""
+    n = 0
+    while n < limit:
+        try:
+            demand.feed(sock.recv(zmq.NOBLOCK))
+        except zmq.Again:
+            break
+        n += 1
+    return n
