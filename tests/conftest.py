@@ -18,7 +18,7 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from zmqcam.config import Config, default_config_dict, from_dict  # noqa: E402
+from zmqcam.config import Config, default_config_dict, from_dict
 
 
 @pytest.fixture

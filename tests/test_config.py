@@ -166,7 +166,10 @@ crop = { front = 0, back = 632 }
         ('[[camera]]\nname = "a"\nrotate = 45\n', "bad.toml: camera[0].rotate: 45: Input should be 0, 90, 180 or 270"),
         ('[[camera]]\nname = "a"\nfps = "5"\n', "bad.toml: camera[0].fps: '5': Input should be a valid number"),
         ('[[camera]]\nname = "a"\nzoom = 2\n', "bad.toml: camera[0].zoom: 2: unknown key"),
-        ('[[camera]]\nname = "a"\nidle_timeout = -1\n', "bad.toml: camera[0].idle_timeout: -1: Input should be greater"),
+        (
+            '[[camera]]\nname = "a"\nidle_timeout = -1\n',
+            "bad.toml: camera[0].idle_timeout: -1: Input should be greater",
+        ),
         ("[daemon]\n", "bad.toml: camera: '(missing)': required key is missing"),
         (
             GOOD_CAMERA.replace("back = 632", "back = 700"),
@@ -192,7 +195,10 @@ crop = { front = 0, back = 632 }
         ),
         (GOOD_CAMERA + '[stitch]\nendpoint = "udp://x"\n', "bad.toml: stitch.endpoint: 'udp://x': must be ipc://PATH"),
         (GOOD_CAMERA + "[daemon]\nrun_dir = '" + "/x" * 60 + "'\n", "ipc socket path longer than 107 bytes"),
-        (GOOD_CAMERA + '[stitch]\ncameras = ["nope"]\n', "bad.toml: stitch.cameras[0]: 'nope': no camera has this name"),
+        (
+            GOOD_CAMERA + '[stitch]\ncameras = ["nope"]\n',
+            "bad.toml: stitch.cameras[0]: 'nope': no camera has this name",
+        ),
         ("[[camera]\n", "bad.toml: invalid TOML:"),
     ],
 )
@@ -266,7 +272,19 @@ def test_check_config_command_prints_lines_and_exits_nonzero(tmp_path: Path) -> 
         f"{bad}: camera[0].rotate: 1: Input should be 0, 90, 180 or 270",
     ]
     good = subprocess.run(
-        [sys.executable, "-m", "zmqcam.cli", "check-config", str(ORIGINAL_JSON)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "zmqcam.cli", "check-config", str(ORIGINAL_JSON)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert good.returncode == 0, good.stderr
     assert "4 cameras" in good.stdout and "2347x250" in good.stdout
+
+
+def test_shipped_configs_load_and_the_default_file_equals_the_built_in() -> None:
+    """config/zmqcam.toml documents the built-in default exactly; the ESP32 rig example is valid."""
+    assert load_config(ROOT / "config" / "zmqcam.toml") == default_config()
+    rig = load_config(ROOT / "config" / "esp32cam-rig.toml")
+    assert rig.pano_size == (2347, 250)
+    assert {c.source_kind for c in rig.camera} == {"snapshot"}
+    assert rig.http.host == "0.0.0.0"

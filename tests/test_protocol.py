@@ -107,7 +107,7 @@ _DROP = object()
     ("parts", "reason"),
     [
         ([b"cam0 raw\x00", b"{}"], "expected 3 parts"),
-        (_good_parts() + [b"extra"], "expected 3 parts"),
+        ([*_good_parts(), b"extra"], "expected 3 parts"),
         ([b"cam0 raw", *_good_parts()[1:]], "malformed topic"),
         ([b"cam0 video\x00", *_good_parts()[1:]], "unknown topic"),
         ([b"CAM0 raw\x00", *_good_parts()[1:]], "unknown topic"),
@@ -125,8 +125,8 @@ _DROP = object()
         (_with_header(seq=True), "'seq' is True"),
         (_with_header(t_cap=1.5), "'t_cap' is 1.5"),
         (_with_header(x=[1]), "'x' is not an object"),
-        (_good_parts()[:2] + [b"\x00" * 11], "raw payload is 11 bytes, header says 2x2x3"),
-        (_with_header(w=4) , "raw payload is 12 bytes, header says 4x2x3"),
+        ([*_good_parts()[:2], b"\x00" * 11], "raw payload is 11 bytes, header says 2x2x3"),
+        (_with_header(w=4), "raw payload is 12 bytes, header says 4x2x3"),
     ],
 )
 def test_malformed_messages_raise_protocol_error(parts: list[bytes], reason: str) -> None:

@@ -1,38 +1,215 @@
-"""``zmqcam-daemon``: the command line."""
+"""``zmqcam-daemon``: start, stop, status, reload and check-config.
+
+Every error a user can cause prints one line on stderr and exits non-zero, without a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from zmqcam.config import Config, load_config
+from zmqcam.client import DEFAULT_CONFIG_PATH
+from zmqcam.config import Config, default_config, load_config
 from zmqcam.errors import ConfigError
 
+EXIT_NOT_RUNNING = 3  # LSB: "program is not running"
 
-def _fail(lines: Sequence[str], code: int = 1) -> int:
-    for line in lines:
-        print(line, file=sys.stderr)
-    return code
+
+class UsageError(Exception):
+    """One line for the user; exit 1."""
+
+
+def _load(args: argparse.Namespace) -> tuple[Config, str | None]:
+    """The config named by -c, else ./config/zmqcam.toml, else the built-in default."""
+    path = getattr(args, "config", None)
+    if path is None and DEFAULT_CONFIG_PATH.is_file():
+        path = str(DEFAULT_CONFIG_PATH)
+    try:
+        config = load_config(path, transport=getattr(args, "transport", None)) if path else default_config()
+    except ConfigError as exc:
+        raise UsageError("\n".join(exc.lines)) from None
+    if getattr(args, "verbose", False):
+        config = config.model_copy(update={"daemon": config.daemon.model_copy(update={"log_level": "debug"})})
+    if getattr(args, "run_dir", None):
+        config = config.model_copy(update={"daemon": config.daemon.model_copy(update={"run_dir": args.run_dir})})
+    if getattr(args, "port", None) is not None:
+        config = config.model_copy(update={"http": config.http.model_copy(update={"port": args.port})})
+    return config, (str(Path(path).resolve()) if path else None)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.path, transport=args.transport)
     except ConfigError as exc:
-        return _fail(exc.lines)
-    print(describe(config, args.path))
+        raise UsageError("\n".join(exc.lines)) from None
+    width, height = config.pano_size
+    print(f"{args.path}: OK, {len(config.camera)} cameras, panorama {width}x{height}")
     return 0
 
 
-def describe(config: Config, origin: str) -> str:
-    width, height = config.pano_size
-    return f"{origin}: OK, {len(config.camera)} cameras, panorama {width}x{height}"
+def cmd_start(args: argparse.Namespace) -> int:
+    from zmqcam.daemon import StartError, serve
+
+    config, path = _load(args)
+    if args.detach:
+        return _detach(args, config)
+    try:
+        return serve(config, path, role=args.role, announce=lambda line: print(line, flush=True))
+    except StartError as exc:
+        raise UsageError(f"zmqcam-daemon: {exc}") from None
+
+
+def _detach(args: argparse.Namespace, config: Config) -> int:
+    """Start the daemon in a new session, logging to run_dir/zmqcam.log; return once it is up."""
+    from zmqcam.daemon import StartError, daemon_running, prepare_run_dir
+
+    try:
+        prepare_run_dir(config.run_dir)
+    except StartError as exc:
+        raise UsageError(f"zmqcam-daemon: {exc}") from None
+    argv = [sys.executable, "-m", "zmqcam.cli", *[a for a in sys.argv[1:] if a != "--detach"]]
+    if sys.argv[1:2] != ["start"]:  # called as a function (tests): rebuild the command line
+        argv = [sys.executable, "-m", "zmqcam.cli", "start", "--role", args.role]
+        if args.config:
+            argv += ["-c", args.config]
+    log_path = config.run_dir / "zmqcam.log"
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True, close_fds=True
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
+            raise UsageError(tail[0] if tail else f"zmqcam-daemon: failed to start (exit {proc.returncode})")
+        if daemon_running(config.run_dir) == proc.pid:
+            print(f"zmqcam: started in the background (pid {proc.pid}); log: {log_path}")
+            return 0
+        time.sleep(0.1)
+    raise UsageError(f"zmqcam-daemon: not up after 30 s; see {log_path}")
+
+
+def _running_pid(config: Config) -> int:
+    from zmqcam.daemon import daemon_running
+
+    pid = daemon_running(config.run_dir)
+    if pid is None:
+        raise NotRunning(f"zmqcam: not running (run_dir {config.run_dir})")
+    return pid
+
+
+class NotRunning(UsageError):
+    pass
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    config, _ = _load(args)
+    pid = _running_pid(config)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + args.timeout
+    from zmqcam.daemon import daemon_running
+
+    while time.monotonic() < deadline:
+        if daemon_running(config.run_dir) is None:
+            print(f"zmqcam: stopped (pid {pid})")
+            return 0
+        time.sleep(0.1)
+    raise UsageError(f"zmqcam-daemon: pid {pid} did not stop within {args.timeout:.0f} s")
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    config, _ = _load(args)
+    pid = _running_pid(config)
+    os.kill(pid, signal.SIGHUP)
+    print(f"zmqcam: asked pid {pid} to reload its config (see its log for the outcome)")
+    return 0
+
+
+def gather_status(config: Config) -> dict[str, Any]:
+    from zmqcam.daemon import STATE_FILE
+    from zmqcam.status import collect_status
+
+    state: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        state = json.loads((config.run_dir / STATE_FILE).read_text())
+    streams = collect_status(config)
+    http: dict[str, Any] | None = None
+    if config.http.enabled:
+        host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::", "") else config.http.host
+        request = urllib.request.Request(f"http://{host}:{config.http.port}/status")
+        if config.http.token:
+            request.add_header("Authorization", f"Bearer {config.http.token}")
+        with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(request, timeout=2) as response:
+            http = json.loads(response.read()).get("http")
+    return {"daemon": state, "streams": streams, "http": http}
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config, _ = _load(args)
+    pid = _running_pid(config)
+    status = gather_status(config)
+    if args.json:
+        print(json.dumps(status, indent=1))
+        return 0
+    print(f"zmqcam: running (pid {pid}), config {status['daemon'].get('config', '?')}")
+    print(f"{'process':<18} {'state':<9} {'pid':>7} {'restarts':>8}")
+    for name, child in status["daemon"].get("children", {}).items():
+        print(f"{name:<18} {child['state']:<9} {child['pid'] or '-':>7} {child['restarts']:>8}")
+    print(f"{'stream':<10} {'state':<11} {'fps':>6} {'subscribers':>11}  {'reconnects':>10}")
+    for cam in config.camera:
+        s = status["streams"].get(cam.name)
+        if s is None:
+            print(f"{cam.name:<10} {'no reply':<11}")
+            continue
+        subs = sum(v for k, v in s.get("subscribers", {}).items() if k != "status")
+        print(f"{cam.name:<10} {s['state']:<11} {s['fps']:>6.1f} {subs:>11}  {s.get('reconnects', 0):>10}")
+    pano = status["streams"].get("pano")
+    if pano is not None:
+        subs = sum(v for k, v in pano.get("subscribers", {}).items() if k != "status")
+        print(f"{'pano':<10} {'on' if pano['upstream'] else 'idle':<11} {pano['fps']:>6.1f} {subs:>11}")
+    if status["http"] is not None:
+        print(f"http clients: {status['http'].get('clients', 0)}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zmqcam-daemon", description="A camera frame bus for rigs of IP cameras.")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("-c", "--config", help="config file (TOML, or the original cameras_config.json)")
+        p.add_argument("--transport", choices=["jpg", "rtsp"], help="original-format configs: which camera URL to use")
+        p.add_argument("--run-dir", help="override daemon.run_dir")
+        p.add_argument("--port", type=int, help="override http.port")
+        return p
+
+    start = with_config(sub.add_parser("start", help="run the daemon (foreground unless --detach)"))
+    start.add_argument("--detach", action="store_true", help="run in the background with a pid file in run_dir")
+    start.add_argument("--role", default="all", help="all (default), or a comma list of grabbers,stitcher,bridge")
+    start.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    start.set_defaults(func=cmd_start)
+
+    stop = with_config(sub.add_parser("stop", help="stop a running daemon"))
+    stop.add_argument("--timeout", type=float, default=15.0)
+    stop.set_defaults(func=cmd_stop)
+
+    status = with_config(sub.add_parser("status", help="processes, cameras, subscribers; exit 3 when not running"))
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+
+    reload = with_config(sub.add_parser("reload", help="re-read the config (like SIGHUP)"))
+    reload.set_defaults(func=cmd_reload)
+
     check = sub.add_parser("check-config", help="validate a config file and print every problem")
     check.add_argument("path")
     check.add_argument("--transport", choices=["jpg", "rtsp"], help="original-format configs: which URL to use")
@@ -42,8 +219,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "role", "all") != "all":
+        bad = set(args.role.split(",")) - {"grabbers", "stitcher", "bridge"}
+        if bad:
+            print(f"zmqcam-daemon: --role: unknown part(s) {', '.join(sorted(bad))}", file=sys.stderr)
+            return 2
     try:
         return int(args.func(args))
+    except NotRunning as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

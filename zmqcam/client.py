@@ -14,7 +14,9 @@ daemon or one of its processes restarts.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,7 +57,13 @@ def stream_endpoint(config: Config, stream: str) -> str:
 
 
 class Subscriber:
-    """The newest frames of one stream. ``kind`` is "raw" (BGR pixels) or "jpeg" (encoded once upstream)."""
+    """The newest frames of one stream. ``kind`` is "raw" (BGR pixels) or "jpeg" (encoded once upstream).
+
+    A background thread owns the socket and keeps only the newest frame. Queues alone cannot do
+    this: when a queue is full ZeroMQ drops the *new* frames and keeps the old ones, so a reader that
+    paused would first read frames as old as its pause. ``read`` returns a frame not returned
+    before, the newest one, waiting for it if needed.
+    """
 
     def __init__(
         self,
@@ -73,40 +81,69 @@ class Subscriber:
         self.endpoint = endpoint or stream_endpoint(resolve_config(config), stream)
         self.topic = protocol.topic(stream, kind)
         self._ctx = context or zmq.Context.instance()
-        self._sock: zmq.Socket[Any] | None = bus.make_subscriber(self._ctx, [self.endpoint], [self.topic])
-        self._poller = zmq.Poller()
-        self._poller.register(self._sock, zmq.POLLIN)
-        #: frames skipped because a newer one had arrived (the reader was slower than the stream)
+        #: frames that arrived but were replaced by a newer one before anyone read them
         self.skipped = 0
         #: malformed messages dropped
         self.malformed = 0
         self.received = 0
+        self._cond = threading.Condition()
+        self._latest: protocol.Frame | None = None
+        self._latest_id = 0
+        self._returned_id = 0
+        self._closed = False
+        self._control_address = f"inproc://zmqcam-subscriber-{id(self):x}-{time.monotonic_ns()}"
+        self._control = self._ctx.socket(zmq.PAIR)
+        self._control.setsockopt(zmq.LINGER, 0)
+        self._control.bind(self._control_address)
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._receive_loop, name=f"zmqcam-subscriber-{stream}", daemon=True)
+        self._thread.start()
+        self._started.wait()
+        if self._start_error is not None:
+            self._control.close(linger=0)
+            raise self._start_error
 
     @property
     def closed(self) -> bool:
-        return self._sock is None
+        return self._closed
 
-    def read(self, timeout: float | None = None) -> tuple[bool, protocol.Frame | None]:
-        """Wait up to ``timeout`` seconds (None: forever) for a frame; return ``(ok, newest frame)``."""
-        if self._sock is None:
-            raise RuntimeError("Subscriber is closed")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not self._poller.poll(None if remaining is None else int(remaining * 1000)):
-                return False, None
-            frame = self._drain()
-            if frame is not None:
-                return True, frame
-            if deadline is not None and time.monotonic() >= deadline:
-                return False, None
+    def _receive_loop(self) -> None:
+        try:
+            sock = bus.make_subscriber(self._ctx, [self.endpoint], [self.topic])
+        except (zmq.ZMQError, ValueError) as exc:
+            self._start_error = exc
+            self._started.set()
+            return
+        control = self._ctx.socket(zmq.PAIR)
+        control.setsockopt(zmq.LINGER, 0)
+        control.connect(self._control_address)
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(control, zmq.POLLIN)
+        self._started.set()
+        try:
+            while True:
+                events = dict(poller.poll())
+                if control in events:
+                    return
+                newest = self._drain(sock)
+                if newest is not None:
+                    with self._cond:
+                        if self._latest_id != self._returned_id:
+                            self.skipped += 1
+                        self._latest = newest
+                        self._latest_id += 1
+                        self._cond.notify_all()
+        finally:
+            sock.close(linger=0)
+            control.close(linger=0)
 
-    def _drain(self) -> protocol.Frame | None:
-        assert self._sock is not None
+    def _drain(self, sock: zmq.Socket[Any]) -> protocol.Frame | None:
         newest = None
         for _ in range(_DRAIN_LIMIT):
             try:
-                parts = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
             try:
@@ -120,17 +157,36 @@ class Subscriber:
             newest = frame
         return newest
 
+    def read(self, timeout: float | None = None) -> tuple[bool, protocol.Frame | None]:
+        """Wait up to ``timeout`` seconds (None: forever) for a frame newer than the last one read;
+        return ``(True, frame)``, or ``(False, None)`` on timeout."""
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("Subscriber is closed")
+            if not self._cond.wait_for(lambda: self._latest_id != self._returned_id or self._closed, timeout):
+                return False, None
+            if self._closed or self._latest is None:
+                return False, None
+            self._returned_id = self._latest_id
+            return True, self._latest
+
     def __iter__(self) -> Iterator[protocol.Frame]:
-        while self._sock is not None:
+        while not self._closed:
             ok, frame = self.read(timeout=1.0)
             if ok and frame is not None:
                 yield frame
 
     def close(self) -> None:
-        if self._sock is not None:
-            self._poller.unregister(self._sock)
-            self._sock.close(linger=0)
-            self._sock = None
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        with contextlib.suppress(zmq.ZMQError):
+            self._control.send(b"stop")
+        self._thread.join(timeout=5)
+        self._control.close(linger=0)
+        self._latest = None
 
     def __enter__(self) -> Subscriber:
         return self
@@ -139,10 +195,8 @@ class Subscriber:
         self.close()
 
     def __del__(self) -> None:  # pragma: no cover - best effort for scripts that forget close()
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:  # noqa: BLE001, S110
-            pass
 
 
 class Camera:

@@ -42,7 +42,6 @@ def default_run_dir() -> str:
     return os.path.join(tempfile.gettempdir(), f"zmqcam-{os.getuid()}")
 
 
-
 class _Model(BaseModel):
     # strict: a config value of the wrong type is an error, never silently coerced ("5" is not 5)
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -283,7 +282,7 @@ def _loc_path(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif not any(c in str(part) for c in "[]()") :
+        elif not any(c in str(part) for c in "[]()"):
             out += ("." if out else "") + str(part)
     return out or "(top level)"
 
@@ -313,10 +312,10 @@ def _cross_checks(config: Config) -> Iterator[tuple[str, Any, str]]:
         if cam.name in names:
             yield f"{where}.name", cam.name, f"duplicate camera name (also camera[{names[cam.name]}])"
         names.setdefault(cam.name, i)
-        if cam.kind is None and cam.source_kind == "file" and cam.source != "file":
-            # a typo in a URL scheme would otherwise silently become a missing file
-            if "://" in cam.source and not cam.source.lower().startswith("file://"):
-                yield f"{where}.source", cam.source, "unknown URL scheme (use http://, rtsp:// or file://)"
+        # a typo in a URL scheme would otherwise silently become a missing file
+        scheme_typo = "://" in cam.source and not cam.source.lower().startswith("file://")
+        if cam.kind is None and scheme_typo and cam.source_kind == "file":
+            yield f"{where}.source", cam.source, "unknown URL scheme (use http://, rtsp:// or file://)"
         geo = cam.geometry
         if cam.perspective is not None:
             pts = [tuple(p) for p in cam.perspective.src]

@@ -14,6 +14,7 @@ its socket closed); the first subscription reopens it at once. ``always_on`` kee
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import random
 import threading
@@ -74,6 +75,8 @@ class Counters:
         self.corrupt = 0
         self.decode_errors = 0
         self.rate_dropped = 0  # frames that arrived faster than the fps cap
+        self.decoded = 0  # JPEG -> BGR decodes (only while someone wants raw)
+        self.encoded = 0  # BGR -> JPEG encodes (only while someone wants jpeg)
         self.last_error = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -126,7 +129,7 @@ class Capture(threading.Thread):
         if source is not None:
             try:
                 source.close()
-            except Exception:  # noqa: BLE001 - closing must never take the main loop down
+            except Exception:
                 log.debug("closing %s from the main thread failed", self.camera.name, exc_info=True)
 
     # -- the capture thread
@@ -178,7 +181,7 @@ class Capture(threading.Thread):
             self.counters.reconnects += 1
             self._close(source)
             self._sleep(delay)
-        except Exception as exc:  # noqa: BLE001 - a broken source must not kill the grabber
+        except Exception as exc:
             if not self.wanted or self.stopping:
                 return
             self.counters.last_error = f"{type(exc).__name__}: {exc}"
@@ -199,7 +202,7 @@ class Capture(threading.Thread):
         self._source = None
         try:
             source.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.debug("%s: close failed", self.camera.name, exc_info=True)
 
     def _stream(self, source: Source, out: zmq.Socket[Any]) -> None:
@@ -238,6 +241,7 @@ class Capture(threading.Thread):
                 height, width, _, _ = simplejpeg.decode_jpeg_header(jpeg)
                 if want_raw:
                     raw = simplejpeg.decode_jpeg(jpeg, colorspace="BGR")
+                    self.counters.decoded += 1
             except (ValueError, RuntimeError) as exc:
                 self.counters.decode_errors += 1
                 self.counters.last_error = f"JPEG decode: {exc}"
@@ -246,24 +250,32 @@ class Capture(threading.Thread):
             raw = frame.data  # type: ignore[assignment]
             height, width = raw.shape[:2]
             if want_jpeg:
-                jpeg = simplejpeg.encode_jpeg(raw, quality=self.camera.jpeg_quality, colorspace="BGR", colorsubsampling="420")
+                jpeg = simplejpeg.encode_jpeg(
+                    raw, quality=self.camera.jpeg_quality, colorspace="BGR", colorsubsampling="420"
+                )
+                self.counters.encoded += 1
         self._seq += 1
         self.counters.frames += 1
         self.counters.bytes += len(jpeg) if frame.is_jpeg and jpeg is not None else raw.nbytes if raw is not None else 0
         self.width, self.height = width, height
         self.last_frame_mono = time.monotonic()
         meta = np.array([self._seq, frame.capture_ns, width, height], dtype=np.int64)
-        parts: list[Any] = [meta, jpeg if (want_jpeg and jpeg is not None) else b"", raw if want_raw and raw is not None else b""]
-        try:
+        parts: list[Any] = [
+            meta,
+            jpeg if (want_jpeg and jpeg is not None) else b"",
+            raw if want_raw and raw is not None else b"",
+        ]
+        # when the main thread is behind, this frame is dropped: the next one is newer
+        with contextlib.suppress(zmq.Again):
             out.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            pass  # the main thread is behind: this frame is dropped, the next one is newer
 
 
 class Grabber:
     """The main thread of a grabber process: XPUB, demand, idle timer, status."""
 
-    def __init__(self, config: Config, camera: CameraConfig, ctx: zmq.Context[Any], source_kwargs: dict[str, Any] | None = None):
+    def __init__(
+        self, config: Config, camera: CameraConfig, ctx: zmq.Context[Any], source_kwargs: dict[str, Any] | None = None
+    ):
         self.config = config
         self.camera = camera
         self.ctx = ctx
@@ -338,10 +350,8 @@ class Grabber:
         }
 
     def _publish_status(self) -> None:
-        try:
+        with contextlib.suppress(zmq.Again):
             self.pub.send_multipart(protocol.encode_status(self.name, self.status()), flags=zmq.NOBLOCK)
-        except zmq.Again:
-            pass
 
     def run(self) -> None:
         poller = zmq.Poller()

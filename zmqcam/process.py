@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import signal
 import sys
 from types import FrameType
 
+_PR_SET_PDEATHSIG = 1
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(processName)s: %(message)s"
 
 
-class Shutdown(BaseException):  # noqa: N818 - a control-flow signal, like SystemExit
+class Shutdown(BaseException):
     """Raised in the main thread by SIGTERM/SIGINT so blocking calls unwind promptly."""
 
 
 def _raise_shutdown(signum: int, frame: FrameType | None) -> None:
     raise Shutdown(signal.Signals(signum).name)
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when its parent dies, so a SIGKILLed supervisor leaves
+    no orphan holding cameras and sockets. A no-op where prctl is unavailable."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def setup_child(title: str, log_level: str) -> None:
@@ -34,6 +49,7 @@ def setup_child(title: str, log_level: str) -> None:
     signal.signal(signal.SIGINT, _raise_shutdown)
     # the supervisor reloads on SIGHUP; a child that receives it (same process group) ignores it
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    die_with_parent()
 
 
 def setup_logging(level: str) -> None:
