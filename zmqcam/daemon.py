@@ -86,13 +86,13 @@ def child_specs(config: Config, role: str = "all") -> list[ChildSpec]:
             fp = _fingerprint(cam.model_dump(), config.camera_endpoint(cam), config.daemon.log_level, extra)
             specs.append(ChildSpec(f"grabber:{cam.name}", run_grabber, (config, cam.name), fp))
     if "stitcher" in roles and config.stitch.enabled:
-        cams = [(c.model_dump(), config.camera_endpoint(c)) for c in config.stitched_cameras]
-        fp = _fingerprint(config.stitch.model_dump(), cams, config.run_dir, config.daemon.log_level)
+        geometry = [(c.model_dump(), config.camera_endpoint(c)) for c in config.stitched_cameras]
+        fp = _fingerprint(config.stitch.model_dump(), geometry, config.run_dir, config.daemon.log_level)
         specs.append(ChildSpec("stitcher", run_stitcher, (config,), fp))
     if "bridge" in roles and config.http.enabled:
-        cams = [(c.name, c.source_kind, config.camera_endpoint(c)) for c in config.camera]
+        streams = [(c.name, c.source_kind, config.camera_endpoint(c)) for c in config.camera]
         fp = _fingerprint(
-            config.http.model_dump(), cams, config.pano_endpoints, config.pano_size, config.daemon.log_level
+            config.http.model_dump(), streams, config.pano_endpoints, config.pano_size, config.daemon.log_level
         )
         specs.append(ChildSpec("bridge", run_bridge, (config,), fp))
     return specs
@@ -167,15 +167,15 @@ def check_ports(config: Config, role: str = "all") -> None:
     wanted: list[tuple[str, str, int]] = []
     if (role in ("all",) or "bridge" in role) and config.http.enabled:
         wanted.append(("http", config.http.host, config.http.port))
-    endpoints = []
+    endpoints: list[tuple[str, str]] = []
     if role == "all" or "grabbers" in role:
         endpoints += [(f"camera {c.name}", config.camera_endpoint(c)) for c in config.camera]
     if (role == "all" or "stitcher" in role) and config.stitch.enabled:
         endpoints += [("stitch", e) for e in config.pano_endpoints]
     for what, endpoint in endpoints:
         if endpoint.startswith("tcp://"):
-            host, _, port = endpoint[6:].rpartition(":")
-            wanted.append((what, "0.0.0.0" if host == "*" else host, int(port)))
+            host, _, port_text = endpoint[6:].rpartition(":")
+            wanted.append((what, "0.0.0.0" if host == "*" else host, int(port_text)))
     for what, host, port in wanted:
         if port == 0:
             continue

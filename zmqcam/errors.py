@@ -1,12 +1,12 @@
 """Exceptions raised by zmqcam.
 
-    ZmqcamError
-    ├── ConfigError          a config file is invalid; ``.lines`` holds one message per problem
-    ├── ProtocolError        a bus message is malformed (callers count it and drop it)
-    └── SourceError          a camera misbehaved; the grabber reconnects with backoff
-        ├── SourceTimeout    connect or read took longer than its timeout
-        ├── SourceBusy       the camera accepted us but serves someone else (ESP32: one client)
-        └── CorruptFrame     one frame was bad; skip it, keep the connection
+ZmqcamError
+├── ConfigError          a config file is invalid; ``.lines`` holds one message per problem
+├── ProtocolError        a bus message is malformed (callers count it and drop it)
+└── SourceError          a camera misbehaved; the grabber reconnects with backoff
+    ├── SourceTimeout    connect or read took longer than its timeout
+    ├── SourceBusy       the camera accepted us but serves someone else (ESP32: one client)
+    └── CorruptFrame     one frame was bad; skip it, keep the connection
 """
 
 from __future__ import annotations

@@ -247,11 +247,12 @@ class Capture(threading.Thread):
                 self.counters.last_error = f"JPEG decode: {exc}"
                 return
         else:
-            raw = frame.data  # type: ignore[assignment]
-            height, width = raw.shape[:2]
+            image: np.ndarray = frame.data  # type: ignore[assignment]
+            raw = image
+            height, width = image.shape[:2]
             if want_jpeg:
                 jpeg = simplejpeg.encode_jpeg(
-                    raw, quality=self.camera.jpeg_quality, colorspace="BGR", colorsubsampling="420"
+                    image, quality=self.camera.jpeg_quality, colorspace="BGR", colorsubsampling="420"
                 )
                 self.counters.encoded += 1
         self._seq += 1

@@ -50,7 +50,7 @@ def topic(stream: str, kind: str) -> bytes:
     return f"{stream} {kind}\x00".encode("ascii")
 
 
-def parse_topic(raw: bytes) -> tuple[str, str]:
+def parse_topic(raw: bytes | memoryview) -> tuple[str, str]:
     """Split a topic into (stream, kind); raise ProtocolError when it is not one of ours."""
     try:
         text = bytes(raw).decode("ascii")
