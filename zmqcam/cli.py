@@ -146,7 +146,10 @@ def gather_status(config: Config) -> dict[str, Any]:
     http: dict[str, Any] | None = None
     if config.http.enabled:
         host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::", "") else config.http.host
-        request = urllib.request.Request(f"http://{host}:{config.http.port}/status")
+        from zmqcam.http import read_announce
+
+        port = (read_announce(config.run_dir) or {}).get("port", config.http.port)
+        request = urllib.request.Request(f"http://{host}:{port}/status")
         if config.http.token:
             request.add_header("Authorization", f"Bearer {config.http.token}")
         with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(request, timeout=2) as response:

@@ -316,6 +316,8 @@ class Grabber:
         parts = self.inbox.recv_multipart(copy=False)
         seq, capture_ns, width, height = np.frombuffer(parts[0].buffer, dtype=np.int64).tolist()
         now = time.monotonic()
+        if self._fps_times and now - self._fps_times[-1] > 1.0:
+            self._fps_times.clear()  # a gap (the camera slept): measure the new session only
         self._fps_times.append(now)
         for kind, part, topic in ((protocol.JPEG, parts[1], self.topic_jpeg), (protocol.RAW, parts[2], self.topic_raw)):
             if len(part.buffer) == 0 or not self.demand.wants(topic):

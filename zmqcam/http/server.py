@@ -1,0 +1,464 @@
+"""The HTTP bridge process: MJPEG and snapshots for people, status for everyone.
+
+Endpoints::
+
+    GET /                        a self-contained page: live panorama, each camera, status table
+    GET /stream                  the panorama, multipart/x-mixed-replace (optional ?fps=N cap)
+    GET /stream/<camera>         one camera's own JPEGs, forwarded untouched
+    GET /snapshot.jpg            the newest panorama (wakes sleeping cameras, waits snapshot_timeout)
+    GET /snapshot/<camera>.jpg   the newest frame of one camera
+    GET /status                  JSON: cameras, stitcher, HTTP counters, the bridge's subscriptions
+
+Every frame arrives JPEG-encoded from upstream and is wrapped into a multipart part once
+(``zmqcam.http.hub``); per client the bridge only writes bytes. Each streaming client has its own
+writer (the aiohttp handler task): it writes the newest part, waits until the kernel took all of it,
+then takes whatever is newest by then, so a slow client skips frames instead of queueing them, and a
+client whose write stalls for ``write_timeout`` seconds is dropped. Per client the bridge therefore
+holds at most one part in its buffer, whatever the clients do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq.asyncio
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
+
+from zmqcam import protocol
+from zmqcam.config import Config
+from zmqcam.http import auth, report
+from zmqcam.http.hub import BOUNDARY, LIVE, OPENING, WAKING, Channel, Hub, Part, make_part
+from zmqcam.http.page import render_card, render_page
+from zmqcam.process import Shutdown, setup_child
+
+log = logging.getLogger(__name__)
+
+#: a client whose single write (one frame) takes longer than this is disconnected
+WRITE_TIMEOUT = 10.0
+#: with no new frame for this long, a stream client is sent the newest frame (or the card) again:
+#: players keep the connection open and the bridge notices viewers that went away
+KEEPALIVE = 2.0
+MAX_FPS = 240.0
+MIN_FPS = 0.01
+RETRY_AFTER = "2"
+#: the file (in run_dir) telling other programs and tests where the bridge listens
+ANNOUNCE_FILE = "bridge.json"
+
+_NO_CACHE = {
+    "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
+    "Pragma": "no-cache",
+    "Expires": "0",
+}
+
+
+class _QuietBadRequests(logging.Filter):
+    """aiohttp logs every unparsable request as an error with a traceback; for a server facing a
+    LAN (scanners, TLS probes, broken clients) that is noise: keep one debug line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            log.debug("bad request: %s", str(exc).strip().splitlines()[0][:200])
+            return False
+        return True
+
+
+class _ClientGone(Exception):
+    """The client disconnected or was dropped for stalling."""
+
+
+def _bad_request(reason: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=f"400: {reason}\n")
+
+
+class Bridge:
+    """The aiohttp application and everything it serves from. Create inside a running event loop."""
+
+    def __init__(self, config: Config, *, write_timeout: float = WRITE_TIMEOUT, keepalive: float = KEEPALIVE) -> None:
+        self.config = config
+        self.http = config.http
+        self.write_timeout = write_timeout
+        self.keepalive = keepalive
+        self.camera_names = [cam.name for cam in config.camera]
+        self.ctx = zmq.asyncio.Context()
+        self.hub = Hub(config, self.ctx, self._make_card)
+        self.page = render_page(config).encode()
+        self.clients = 0
+        self.viewers: collections.Counter[str] = collections.Counter()
+        self.counters = {
+            "requests": 0,
+            "unauthorized": 0,
+            "rejected": 0,
+            "dropped": 0,
+            "frames_sent": 0,
+            "frames_skipped": 0,
+            "snapshots": 0,
+            "snapshot_timeouts": 0,
+        }
+        self.responses: collections.Counter[int] = collections.Counter()
+        self.port: int | None = None
+        self.closing = asyncio.Event()
+        self._started = time.monotonic()
+        self.app = self._make_app()
+
+    def _make_card(self, stream: str) -> Part:
+        if stream == protocol.PANO:
+            width, height = self.config.pano_size
+            title, subtitle = "panorama: waiting for frames", "the cameras are waking up"
+        else:
+            width, height = self.config.camera_named(stream).size
+            title, subtitle = f"{stream}: waiting for frames", "the camera is waking up"
+        jpeg = render_card(width, height, title, subtitle)
+        return make_part(jpeg, 0, time.time_ns(), width, height, WAKING)
+
+    # -- the application
+
+    def _make_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._guard])
+        add = app.router.add_get
+        add("/", self.index)
+        add("/status", self.status_handler)
+        add("/stream", self.stream_pano, allow_head=False)
+        add("/stream/{name}", self.stream_camera, allow_head=False)
+        add("/snapshot.jpg", self.snapshot_pano, allow_head=False)
+        add("/snapshot/{name}.jpg", self.snapshot_camera, allow_head=False)
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    def access_log_class(self) -> type[AbstractAccessLogger]:
+        bridge = self
+
+        class CountingAccessLogger(AbstractAccessLogger):
+            """Counts every response by status, including the 400s aiohttp itself sends for requests it
+            cannot parse (no handler or middleware sees those)."""
+
+            def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+                bridge.responses[response.status] += 1
+                if self.logger.isEnabledFor(logging.DEBUG):
+                    self.logger.debug(
+                        "%s %s %s %d %.3fs", request.remote, request.method, request.path_qs, response.status, time
+                    )
+
+        return CountingAccessLogger
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        self.closing.set()
+        self.hub.wake_all()
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.counters["requests"] += 1
+        if not auth.authorized(self.http, request):
+            self.counters["unauthorized"] += 1
+            return web.Response(
+                status=401,
+                text="401: authentication required\n",
+                headers={"WWW-Authenticate": auth.challenge(self.http)},
+            )
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    def _pano_channel(self) -> Channel:
+        if protocol.PANO not in self.hub.channels:
+            raise web.HTTPNotFound(text="404: stitching is disabled in the config\n")
+        return self.hub.channels[protocol.PANO]
+
+    def _camera_channel(self, name: str) -> Channel:
+        if name not in self.camera_names:
+            known = ", ".join(self.camera_names)
+            raise web.HTTPNotFound(text=f"404: no camera named {name[:40]!r} (cameras: {known})\n")
+        return self.hub.channels[name]
+
+    def _admit(self) -> None:
+        if self.clients >= self.http.max_clients:
+            self.counters["rejected"] += 1
+            raise web.HTTPServiceUnavailable(
+                text=f"503: too many clients (max_clients = {self.http.max_clients})\n",
+                headers={"Retry-After": RETRY_AFTER},
+            )
+
+    @staticmethod
+    def _parse_fps(request: web.Request) -> float | None:
+        values = request.query.getall("fps", [])
+        if not values:
+            return None
+        if len(values) > 1:
+            raise _bad_request("fps is given more than once")
+        try:
+            fps = float(values[0])
+        except ValueError:
+            raise _bad_request(f"fps must be a number, got {values[0][:40]!r}") from None
+        if not (math.isfinite(fps) and MIN_FPS <= fps <= MAX_FPS):
+            raise _bad_request(f"fps must be between {MIN_FPS:g} and {MAX_FPS:g}, got {values[0][:40]!r}")
+        return fps
+
+    # -- handlers
+
+    async def index(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.page, content_type="text/html", charset="utf-8", headers=_NO_CACHE)
+
+    async def status_handler(self, request: web.Request) -> web.Response:
+        return web.Response(text=json.dumps(self.status()), content_type="application/json", headers=_NO_CACHE)
+
+    async def stream_pano(self, request: web.Request) -> web.StreamResponse:
+        return await self._stream(request, self._pano_channel())
+
+    async def stream_camera(self, request: web.Request) -> web.StreamResponse:
+        return await self._stream(request, self._camera_channel(request.match_info["name"]))
+
+    async def snapshot_pano(self, request: web.Request) -> web.Response:
+        return await self._snapshot(self._pano_channel())
+
+    async def snapshot_camera(self, request: web.Request) -> web.Response:
+        return await self._snapshot(self._camera_channel(request.match_info["name"]))
+
+    async def _stream(self, request: web.Request, channel: Channel) -> web.StreamResponse:
+        fps = self._parse_fps(request)
+        self._admit()
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": f"multipart/x-mixed-replace;boundary={BOUNDARY}",
+                "X-Zmqcam-State": channel.state,
+                "X-Accel-Buffering": "no",  # a reverse proxy must not buffer a live stream
+                **_NO_CACHE,
+            }
+        )
+        response.force_close()
+        self.clients += 1
+        self.viewers[channel.stream] += 1
+        channel.acquire()
+        try:
+            await response.prepare(request)
+            if request.transport is not None:
+                # a write counts as done once the kernel took all of it: the next frame is chosen
+                # only then, so the newest frame wins and nothing piles up in our buffer
+                request.transport.set_write_buffer_limits(high=0)
+            await self._write(request, response, OPENING)
+            await self._serve_frames(request, response, channel, fps)
+        except (_ClientGone, ConnectionError):
+            pass
+        finally:
+            channel.release()
+            self.viewers[channel.stream] -= 1
+            self.clients -= 1
+        return response
+
+    async def _serve_frames(
+        self, request: web.Request, response: web.StreamResponse, channel: Channel, fps: float | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        part = channel.fresh() or channel.card
+        gen = channel.gen
+        await self._write(request, response, part.chunk)
+        sent_at = loop.time()
+        while not self.closing.is_set():
+            if fps is not None:
+                delay = sent_at + 1.0 / fps - loop.time()
+                if delay > 0 and await self._closing_within(delay):
+                    return
+            if await channel.wait_newer(gen, self.keepalive):
+                if self.closing.is_set():
+                    return
+                skipped = channel.gen - gen - 1
+                if skipped > 0:
+                    channel.skipped += skipped
+                    self.counters["frames_skipped"] += skipped
+                gen = channel.gen
+                part = channel.latest or channel.card
+            else:
+                # nothing new: repeat the newest frame while it is recent, else show the card
+                part = channel.recent() or channel.card
+            await self._write(request, response, part.chunk)
+            sent_at = loop.time()
+
+    async def _closing_within(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self.closing.wait(), seconds)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def _write(self, request: web.Request, response: web.StreamResponse, data: bytes) -> None:
+        try:
+            await asyncio.wait_for(self._write_all(request, response, data), self.write_timeout)
+        except asyncio.TimeoutError:
+            self.counters["dropped"] += 1
+            log.info("dropping client %s: one write took over %g s", request.remote, self.write_timeout)
+            if request.transport is not None:
+                request.transport.abort()
+            raise _ClientGone from None
+        if data is not OPENING:
+            self.counters["frames_sent"] += 1
+
+    @staticmethod
+    async def _write_all(request: web.Request, response: web.StreamResponse, data: bytes) -> None:
+        await response.write(data)
+        await request.writer.drain()
+
+    async def _snapshot(self, channel: Channel) -> web.Response:
+        self.counters["snapshots"] += 1
+        part = channel.fresh()
+        if part is None:
+            self._admit()
+            timeout = self.http.snapshot_timeout
+            self.clients += 1
+            channel.acquire()  # wakes sleeping cameras
+            try:
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + timeout
+                gen = channel.gen
+                while part is None and not self.closing.is_set():
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    if await channel.wait_newer(gen, remaining):
+                        gen = channel.gen
+                        part = channel.latest
+            finally:
+                channel.release()
+                self.clients -= 1
+            if part is None:
+                self.counters["snapshot_timeouts"] += 1
+                raise web.HTTPServiceUnavailable(
+                    text=f"503: no frame from {channel.stream} within {timeout:g} s\n",
+                    headers={"Retry-After": RETRY_AFTER},
+                )
+        return web.Response(
+            body=part.jpeg,
+            content_type="image/jpeg",
+            headers={
+                "X-Timestamp": f"{part.capture_ns / 1e9:.6f}",
+                "X-Zmqcam-Seq": str(part.seq),
+                "X-Zmqcam-State": LIVE,
+                **_NO_CACHE,
+            },
+        )
+
+    # -- status
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "time": round(time.time(), 3),
+            "cameras": {name: report.camera_status(self.hub, name, self.viewers) for name in self.camera_names},
+            "stitcher": report.stitcher_status(self.hub, self.viewers),
+            "http": self._http_status(),
+            "subscriptions": self.hub.subscriptions(),
+        }
+
+    def _http_status(self) -> dict[str, Any]:
+        return {
+            "clients": self.clients,
+            "max_clients": self.http.max_clients,
+            "streams": {ch: n for ch, n in self.viewers.items() if n},
+            **self.counters,
+            "bad_requests": self.responses[400],
+            "responses": {str(code): n for code, n in sorted(self.responses.items())},
+            "malformed": self.hub.malformed + sum(ch.malformed for ch in self.hub.channels.values()),
+            "write_timeout": self.write_timeout,
+            "uptime": round(time.monotonic() - self._started, 1),
+        }
+
+    # -- running
+
+    async def serve(self, stop: asyncio.Event) -> bool:
+        """Listen until ``stop`` is set; False when the address cannot be bound."""
+        self.hub.start()
+        quiet = _QuietBadRequests()
+        logging.getLogger("aiohttp.server").addFilter(quiet)
+        runner = web.AppRunner(
+            self.app,
+            handle_signals=False,
+            access_log_class=self.access_log_class(),
+            handler_cancellation=True,
+            shutdown_timeout=2.0,
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.http.host, self.http.port, reuse_address=True)
+            try:
+                await site.start()
+            except OSError as exc:
+                log.error("cannot listen on %s:%d: %s", self.http.host, self.http.port, exc.strerror or exc)
+                return False
+            self.port = runner.addresses[0][1]
+            self._announce()
+            if not auth.required(self.http) and self.http.host not in ("127.0.0.1", "::1", "localhost"):
+                log.warning("serving %s without access control (set http.token or basic credentials)", self.http.host)
+            log.info("serving http://%s:%d/ (stream: /stream)", self.http.host, self.port)
+            await stop.wait()
+            return True
+        finally:
+            self.closing.set()
+            self.hub.wake_all()
+            await runner.cleanup()
+            await self.hub.stop()
+            self._unannounce()
+            logging.getLogger("aiohttp.server").removeFilter(quiet)
+
+    def _announce(self) -> None:
+        run_dir = self.config.run_dir
+        info = {"pid": os.getpid(), "host": self.http.host, "port": self.port}
+        try:
+            run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp = run_dir / f".{ANNOUNCE_FILE}.{os.getpid()}"
+            tmp.write_text(json.dumps(info))
+            tmp.replace(run_dir / ANNOUNCE_FILE)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", run_dir / ANNOUNCE_FILE, exc)
+
+    def _unannounce(self) -> None:
+        path = self.config.run_dir / ANNOUNCE_FILE
+        try:
+            if json.loads(path.read_text()).get("pid") == os.getpid():
+                path.unlink()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def close(self) -> None:
+        self.hub.close()
+        self.ctx.term()
+
+
+def read_announce(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """Where a running bridge listens (``{"pid", "host", "port"}``), or None."""
+    try:
+        info = json.loads((Path(run_dir) / ANNOUNCE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+async def _main(config: Config, write_timeout: float) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    bridge = Bridge(config, write_timeout=write_timeout)
+    try:
+        return 0 if await bridge.serve(stop) else 1
+    finally:
+        bridge.close()
+
+
+def run_bridge(config: Config, *, write_timeout: float = WRITE_TIMEOUT) -> None:
+    """Process entry point (``multiprocessing`` target): serve HTTP until SIGTERM/SIGINT."""
+    setup_child("zmqcam:bridge", config.daemon.log_level)
+    try:
+        code = asyncio.run(_main(config, write_timeout))
+    except Shutdown:  # a signal that came before the event loop took over the signals
+        code = 0
+    if code:
+        sys.exit(code)
