@@ -192,7 +192,7 @@ def write_config(path: Path, run_dir: Path, cameras: int = 2, http: bool = False
     data["camera"] = data["camera"][:cameras]
     for cam in data["camera"]:
         cam.update({"fps": 10.0, "idle_timeout": 1.0, **camera})
-    data["http"] = {"enabled": http}
+    data["http"] = {"enabled": http, "port": free_port()}
     from_dict(data)  # the test's own config must be valid
     path.write_text(_toml(data))
     return path
@@ -390,3 +390,19 @@ def test_detach_runs_in_background_and_stop_stops_it(tmp_path: Path) -> None:
     assert stop.returncode == 0, stop.stderr
     assert "stopped" in stop.stdout
     wait_for(lambda: not _not_zombie(pid), 5)
+
+
+def test_ctrl_c_stops_everything_cleanly(tmp_path: Path, daemons: list[Daemon]) -> None:
+    """Ctrl-C signals the whole process group and the supervisor then sends SIGTERM as well: the
+    children must stop on the first signal without a traceback from the second."""
+    run_dir = tmp_path / "run"
+    config = write_config(tmp_path / "z.toml", run_dir, cameras=2, http=True)
+    d = Daemon(["-c", str(config)], cwd=tmp_path)
+    daemons.append(d)
+    wait_for(lambda: len(child_pids(d.proc.pid)) == 4, 30, message="4 children")
+    with Subscriber("pano", endpoint=f"ipc://{run_dir}/pano.sock") as sub:
+        assert sub.read(timeout=20)[0]  # cameras and stitcher busy when the signal comes
+        os.killpg(d.proc.pid, signal.SIGINT)
+        _, err = d.proc.communicate(timeout=10)
+    assert d.proc.returncode == 0
+    assert "Traceback" not in err, err

@@ -33,7 +33,7 @@ from typing import Any
 from zmqcam.config import Config, load_config
 from zmqcam.errors import ConfigError, ZmqcamError
 from zmqcam.grabber import default_source_kwargs, run_grabber
-from zmqcam.process import setup_logging
+from zmqcam.process import name_process, setup_logging
 
 log = logging.getLogger("zmqcam.daemon")
 
@@ -411,6 +411,7 @@ class Supervisor:
 def serve(config: Config, config_path: str | None, role: str = "all", announce: Callable[[str], None] = print) -> int:
     """Run the daemon in the foreground until SIGTERM/SIGINT. Raise StartError for user errors."""
     setup_logging(config.daemon.log_level)
+    name_process("zmqcam:daemon")
     run_dir = config.run_dir
     prepare_run_dir(run_dir)
     with run_dir_lock(run_dir):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import multiprocessing
 import os
 import signal
 import sys
@@ -18,7 +19,16 @@ class Shutdown(BaseException):
 
 
 def _raise_shutdown(signum: int, frame: FrameType | None) -> None:
+    # one stop request is enough: Ctrl-C reaches the whole process group and the supervisor then
+    # sends SIGTERM too, which must not interrupt the clean-up the first one started
+    # (a Python no-op, not SIG_IGN: a signal already pending would then raise OSError)
+    signal.signal(signal.SIGTERM, _ignore)
+    signal.signal(signal.SIGINT, _ignore)
     raise Shutdown(signal.Signals(signum).name)
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    pass
 
 
 def die_with_parent() -> None:
@@ -35,21 +45,24 @@ def die_with_parent() -> None:
 
 def setup_child(title: str, log_level: str) -> None:
     """Name the process (``ps`` shows ``zmqcam:grabber:cam0``), log to stderr, stop on signals."""
-    try:
-        import setproctitle
-
-        setproctitle.setproctitle(title)
-    except ImportError:  # pragma: no cover - setproctitle is a dependency; titles are cosmetic
-        pass
-    import multiprocessing
-
-    multiprocessing.current_process().name = title
+    name_process(title)
     setup_logging(log_level)
     signal.signal(signal.SIGTERM, _raise_shutdown)
     signal.signal(signal.SIGINT, _raise_shutdown)
     # the supervisor reloads on SIGHUP; a child that receives it (same process group) ignores it
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     die_with_parent()
+
+
+def name_process(title: str) -> None:
+    """The title ``ps``/``top`` show and the name log lines carry."""
+    try:
+        import setproctitle
+
+        setproctitle.setproctitle(title)
+    except ImportError:  # pragma: no cover - setproctitle is a dependency; titles are cosmetic
+        pass
+    multiprocessing.current_process().name = title
 
 
 def setup_logging(level: str) -> None:
