@@ -1,0 +1,81 @@
+"""Section 1: stitch cost per panorama, zmqcam's remap path vs the original pipeline, plus JPEG encode."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+import simplejpeg
+
+from zmqcam.config import default_config
+from zmqcam.remap import PanoramaComposer, original_pipeline
+from zmqcam.sources.synthetic import SyntheticSource, scene_offsets
+
+
+def source_frames(n: int) -> tuple[list[Any], list[list[np.ndarray]]]:
+    """The original geometry's cameras and ``n`` sets of synthetic 640x480 frames (one per camera)."""
+    config = default_config()
+    cams = config.stitched_cameras
+    offsets = scene_offsets(config)
+    sources = [SyntheticSource(c, scene_offset=offsets[c.name]) for c in cams]
+    t0 = time.time()
+    sets = [[s.render(t0 + k / 30.0) for s in sources] for k in range(n)]
+    return cams, sets
+
+
+def _time_ms(fn: Any, sets: list[list[np.ndarray]], repeat: int) -> list[float]:
+    out = []
+    for k in range(repeat):
+        frames = sets[k % len(sets)]
+        t = time.perf_counter()
+        fn(frames)
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def run(quick: bool) -> dict[str, Any]:
+    repeat = 30 if quick else 300
+    cams, sets = source_frames(4 if quick else 16)
+    composer = PanoramaComposer(cams)
+    default_threads = cv2.getNumThreads()
+    result: dict[str, Any] = {"pano_size": list(composer.size), "repeat": repeat}
+    try:
+        for label, threads in (("one_core", 1), ("default_threads", default_threads)):
+            cv2.setNumThreads(threads)
+            # warm up both
+            _time_ms(composer.compose, sets, 5)
+            _time_ms(lambda f: original_pipeline(f, cams), sets, 5)
+            remap = _time_ms(composer.compose, sets, repeat)
+            orig = _time_ms(lambda f: original_pipeline(f, cams), sets, repeat)
+            pano = composer.compose(sets[0]).copy()
+
+            def enc(_f: Any, pano: np.ndarray = pano) -> None:
+                simplejpeg.encode_jpeg(pano, quality=80, colorspace="BGR", colorsubsampling="420")
+
+            def enc_cv2(_f: Any, pano: np.ndarray = pano) -> None:
+                cv2.imencode(".jpg", pano)
+
+            jpeg = _time_ms(enc, sets, repeat)
+            jpeg_cv2 = _time_ms(enc_cv2, sets, repeat)
+            rm, om, jm = float(np.median(remap)), float(np.median(orig)), float(np.median(jpeg))
+            result[label] = {
+                "threads": threads,
+                "remap_ms": rm,
+                "original_ms": om,
+                "speedup": om / rm,
+                "jpeg_encode_ms": jm,
+                "stitch_plus_encode_ms": rm + jm,
+                # the original encoded with cv2.imencode (quality 95) once per client per frame
+                "original_stitch_plus_imencode_ms": om + float(np.median(jpeg_cv2)),
+                "jpeg_bytes": len(simplejpeg.encode_jpeg(pano, quality=80, colorspace="BGR", colorsubsampling="420")),
+            }
+    finally:
+        cv2.setNumThreads(default_threads)
+    one = result["one_core"]
+    result["goals"] = {
+        "remap >= 1.5x faster than original (one core)": one["speedup"] >= 1.5,
+        "stitch + encode <= 6 ms (one core)": one["stitch_plus_encode_ms"] <= 6.0,
+    }
+    return result
