@@ -188,6 +188,8 @@ crop = { front = 0, back = 632 }
             GOOD_CAMERA.replace("[[0, 92], [0, 325], [640, 349], [640, 116]]", "[[0, 0], [0, 10], [0, 20], [10, 0]]"),
             "the 4 points must form a convex quad",
         ),
+        (GOOD_CAMERA.replace("[640, 349]", "[nan, 349]"), "the points must be finite numbers"),
+        (GOOD_CAMERA.replace("[640, 349]", "[inf, 349]"), "the points must be finite numbers"),
         (GOOD_CAMERA + GOOD_CAMERA, "bad.toml: camera[1].name: 'cam0': duplicate camera name (also camera[0])"),
         (
             GOOD_CAMERA + GOOD_CAMERA.replace("cam0", "cam1").replace("height = 250", "height = 240"),

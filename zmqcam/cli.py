@@ -217,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path")
     check.add_argument("--transport", choices=["jpg", "rtsp"], help="original-format configs: which URL to use")
     check.set_defaults(func=cmd_check_config)
+
+    from zmqcam import calibrate, import_config, record
+
+    for module in (record, calibrate, import_config):
+        module.add_command(sub)
     return parser
 
 

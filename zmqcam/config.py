@@ -8,6 +8,7 @@ lets a pydantic or parser traceback reach the user.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -29,7 +30,7 @@ else:  # pragma: no cover - exercised only on Python 3.10
 NAME_PATTERN = r"^[a-z0-9_-]{1,32}$"
 #: the kernel limit on a unix socket path (sun_path is 108 bytes including the NUL)
 MAX_IPC_PATH = 107
-SOURCE_KINDS = ("synthetic", "snapshot", "mjpeg", "rtsp", "device", "file")
+SOURCE_KINDS = ("synthetic", "snapshot", "mjpeg", "rtsp", "device", "file", "replay")
 
 Point = Annotated[list[float], Field(min_length=2, max_length=2)]
 PositiveSeconds = Annotated[float, Field(gt=0)]
@@ -65,7 +66,7 @@ class CameraConfig(_Model):
     #: a URL (http://, rtsp://, file://), a path, a device (/dev/video0 or an index) or a kind
     source: Annotated[str, Field(min_length=1)] = "synthetic"
     #: the protocol; inferred from ``source`` when omitted (see ``source_kind``)
-    kind: Literal["synthetic", "snapshot", "mjpeg", "rtsp", "device", "file"] | None = None
+    kind: Literal["synthetic", "snapshot", "mjpeg", "rtsp", "device", "file", "replay"] | None = None
     #: expected frame size [width, height]; the synthetic camera renders at this size
     size: Annotated[list[Annotated[int, Field(gt=0, le=16384)]], Field(min_length=2, max_length=2)] = [
         640,
@@ -319,7 +320,9 @@ def _cross_checks(config: Config) -> Iterator[tuple[str, Any, str]]:
         geo = cam.geometry
         if cam.perspective is not None:
             pts = [tuple(p) for p in cam.perspective.src]
-            if len(set(pts)) != 4:
+            if not all(math.isfinite(v) for p in pts for v in p):
+                yield f"{where}.perspective.src", cam.perspective.src, "the points must be finite numbers"
+            elif len(set(pts)) != 4:
                 yield f"{where}.perspective.src", cam.perspective.src, "the 4 points must be distinct"
             elif not _is_convex_quad(cam.perspective.src):
                 yield (

@@ -20,6 +20,7 @@ _REGISTRY = {
     "rtsp": "zmqcam.sources.rtsp:RtspSource",
     "device": "zmqcam.sources.device:DeviceSource",
     "file": "zmqcam.sources.file:FileSource",
+    "replay": "zmqcam.sources.replay:ReplaySource",
 }
 
 

@@ -1,0 +1,388 @@
+"""``zmqcam-daemon calibrate``: one PNG that shows what a config's geometry numbers do.
+
+    zmqcam-daemon calibrate [-c CONFIG] [--from RECORDING | --live] [--camera NAME --src x,y,... --crop F,B] OUT.png
+
+Top row: each camera's frame, rotated as configured (the quad is in rotated pixels), with
+
+- the perspective quad ``src`` in green, each corner labelled with its numbers from the config (on a
+  frame that is not the configured ``size`` the quad is rescaled to it, as the stitcher does);
+- the crop: red lines where columns ``front`` and ``back`` of the warped image fall in the frame,
+  and everything outside the part that reaches the panorama dimmed.
+
+Under them, the panorama those frames stitch into, with each camera's slot named above it; its
+pixels are exactly what the stitcher would publish. Stitched cameras come first, in stitch order,
+then any others. A camera without a frame gets its NO SIGNAL card with the quad still drawn.
+
+Frames come from a recording (``--from DIR``, at ``--at`` seconds into it; the config defaults to the
+one the rig was recorded with) or from the running daemon (``--live``, the default). ``--camera
+NAME --src ...`` and ``--crop`` try other numbers for one camera without editing the config, and
+print the TOML lines to paste once they look right.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import simplejpeg
+
+from zmqcam.config import CameraConfig, Config
+from zmqcam.remap import _CV2_ROTATE, PanoramaComposer, homography, no_signal_card, rotated_size, scaled_quad
+
+__all__ = [
+    "CROP_COLOR",
+    "GAP",
+    "LABEL_HEIGHT",
+    "QUAD_COLOR",
+    "Layout",
+    "add_command",
+    "main",
+    "quad_in_frame",
+    "render",
+]
+
+#: pixels between the panels, and above each panel for its label
+GAP = 8
+LABEL_HEIGHT = 22
+BACKGROUND = (32, 32, 32)
+QUAD_COLOR = (0, 255, 0)  # BGR
+CROP_COLOR = (0, 0, 255)
+TEXT_COLOR = (235, 235, 235)
+#: brightness of the frame outside the region that reaches the panorama
+DIM = 0.35
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_SHIFT = 4  # drawing with 1/16 pixel precision
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything is in the image: per camera (name, x, y, width, height) of its rotated frame."""
+
+    panels: tuple[tuple[str, int, int, int, int], ...]
+    pano_origin: tuple[int, int]
+    pano_size: tuple[int, int]
+    size: tuple[int, int]  # (width, height) of the whole image
+
+
+def camera_order(config: Config) -> list[CameraConfig]:
+    """The stitched cameras in stitch order, then the others."""
+    stitched = config.stitched_cameras
+    return stitched + [c for c in config.camera if c not in stitched]
+
+
+def _frame_size(cam: CameraConfig, frame: np.ndarray | None) -> tuple[int, int]:
+    """(width, height) of the unrotated frame: the actual one, else the configured size."""
+    if frame is None:
+        return int(cam.size[0]), int(cam.size[1])
+    return int(frame.shape[1]), int(frame.shape[0])
+
+
+def make_layout(config: Config, frames: Mapping[str, np.ndarray | None]) -> Layout:
+    panels = []
+    x = 0
+    for cam in camera_order(config):
+        w, h = rotated_size(_frame_size(cam, frames.get(cam.name)), cam.rotate)
+        panels.append((cam.name, x, LABEL_HEIGHT, w, h))
+        x += w + GAP
+    row_height = max(p[4] for p in panels)
+    pano_w, pano_h = config.pano_size
+    pano_origin = (0, LABEL_HEIGHT + row_height + GAP + LABEL_HEIGHT)
+    width = max(x - GAP, pano_w)
+    return Layout(tuple(panels), pano_origin, (pano_w, pano_h), (width, pano_origin[1] + pano_h))
+
+
+def quad_in_frame(cam: CameraConfig, frame_size: tuple[int, int]) -> np.ndarray:
+    """The perspective quad (4x2, TL BL BR TR) in pixels of the rotated frame of ``frame_size``
+    (unrotated (width, height)): the configured ``src``, rescaled when the frame is not ``size``."""
+    expected = (int(cam.size[0]), int(cam.size[1]))
+    src = (
+        cam.geometry.src if frame_size == expected else scaled_quad(cam.geometry.src, cam.rotate, expected, frame_size)
+    )
+    return np.asarray(src, dtype=np.float64).reshape(4, 2)
+
+
+def kept_region(cam: CameraConfig, quad: np.ndarray) -> np.ndarray:
+    """The part of the rotated frame that reaches the panorama (4x2: front-top, front-bottom,
+    back-bottom, back-top): the crop columns [front, back) of the warped image, mapped back."""
+    geo = cam.geometry
+    front, back = cam.crop_range
+    inverse = np.linalg.inv(homography(quad.tolist(), geo.width, geo.height))
+    corners = np.array([[front, 0], [front, geo.height], [back, geo.height], [back, 0]], dtype=np.float64)
+    return cv2.perspectiveTransform(corners.reshape(-1, 1, 2), inverse).reshape(4, 2)
+
+
+def _fixed(points: np.ndarray) -> np.ndarray:
+    """Points for cv2 drawing with ``_SHIFT`` fractional bits, clipped far outside any image."""
+    return np.round(np.clip(points, -1e5, 1e5) * (1 << _SHIFT)).astype(np.int32).reshape(-1, 1, 2)
+
+
+def annotate(cam: CameraConfig, frame: np.ndarray | None) -> np.ndarray:
+    """The camera's rotated frame (or NO SIGNAL card) with its quad and crop drawn over it."""
+    size = _frame_size(cam, frame)
+    if frame is None:
+        panel = no_signal_card(*rotated_size(size, cam.rotate), cam.name)
+    else:
+        panel = cv2.rotate(frame, _CV2_ROTATE[cam.rotate]) if cam.rotate else frame.copy()
+    quad = quad_in_frame(cam, size)
+    kept = kept_region(cam, quad)
+    mask = np.zeros(panel.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [_fixed(kept)], 255, cv2.LINE_8, _SHIFT)
+    dimmed = (panel * DIM).astype(np.uint8)
+    panel = np.where(mask[:, :, None] > 0, panel, dimmed)
+    for a, b in ((0, 1), (2, 3)):  # the front and back columns
+        cv2.polylines(panel, [_fixed(kept[[a, b]])], False, CROP_COLOR, 2, cv2.LINE_8, _SHIFT)
+    cv2.polylines(panel, [_fixed(quad)], True, QUAD_COLOR, 2, cv2.LINE_8, _SHIFT)
+    centre = quad.mean(axis=0)
+    # the labels give the config's numbers, also where the frame is not the configured size
+    for (x, y), (cx, cy) in zip(quad, cam.geometry.src, strict=True):
+        cv2.circle(panel, (round(x), round(y)), 4, QUAD_COLOR, -1)
+        _corner_label(panel, f"{cx:g},{cy:g}", (x, y), centre)
+    return panel
+
+
+def _corner_label(panel: np.ndarray, text: str, corner: tuple[float, float], centre: np.ndarray) -> None:
+    """``text`` beside a quad corner, towards the quad's centre, kept inside the panel."""
+    (tw, th), base = cv2.getTextSize(text, _FONT, 0.45, 1)
+    h, w = panel.shape[:2]
+    x = corner[0] + (8 if centre[0] >= corner[0] else -8 - tw)
+    y = corner[1] + (8 + th if centre[1] >= corner[1] else -8)
+    x = int(min(max(x, 2), w - tw - 2))
+    y = int(min(max(y, th + 2), h - base - 2))
+    cv2.rectangle(panel, (x - 2, y - th - 2), (x + tw + 2, y + base), (0, 0, 0), -1)
+    cv2.putText(panel, text, (x, y), _FONT, 0.45, QUAD_COLOR, 1, cv2.LINE_AA)
+
+
+def _label(canvas: np.ndarray, text: str, x: int, y: int, width: int) -> None:
+    """``text`` in the label bar whose top-left is (x, y), shortened to fit ``width``."""
+    while len(text) > 1 and cv2.getTextSize(text, _FONT, 0.5, 1)[0][0] > width - 8:
+        text = text[:-2] + "~"  # Hershey fonts have no ellipsis
+    cv2.putText(canvas, text, (x + 4, y + LABEL_HEIGHT - 7), _FONT, 0.5, TEXT_COLOR, 1, cv2.LINE_AA)
+
+
+def render(config: Config, frames: Mapping[str, np.ndarray | None]) -> tuple[np.ndarray, Layout]:
+    """The calibration image for ``frames`` (camera name -> unrotated BGR frame; missing or None: no
+    frame), and where its parts are."""
+    layout = make_layout(config, frames)
+    width, height = layout.size
+    canvas = np.empty((height, width, 3), np.uint8)
+    canvas[:] = BACKGROUND
+    for cam, (name, x, y, w, h) in zip(camera_order(config), layout.panels, strict=True):
+        frame = frames.get(name)
+        canvas[y : y + h, x : x + w] = annotate(cam, frame)
+        front, back = cam.crop_range
+        state = "" if frame is not None else "  NO FRAME"
+        _label(canvas, f"{name}  rotate {cam.rotate}  crop {front}-{back}{state}", x, y - LABEL_HEIGHT, w)
+    stitched = config.stitched_cameras
+    composer = PanoramaComposer(stitched)
+    pano = composer.compose([frames.get(c.name) for c in stitched])
+    px, py = layout.pano_origin
+    pw, ph = layout.pano_size
+    canvas[py : py + ph, px : px + pw] = pano
+    label_y = py - LABEL_HEIGHT
+    for slot in composer.slots:
+        cv2.line(canvas, (px + slot.x0, label_y + 2), (px + slot.x0, py - 1), TEXT_COLOR, 1)
+        _label(
+            canvas,
+            slot.name if slot.x0 else f"panorama {pw}x{ph}: {slot.name}",
+            px + slot.x0,
+            label_y,
+            slot.x1 - slot.x0,
+        )
+    return canvas, layout
+
+
+# ---------------------------------------------------------------------------------------------
+# where frames come from
+
+
+def frames_from_recording(config: Config, path: str, at: float) -> dict[str, np.ndarray | None]:
+    """Each camera's frame ``at`` seconds into the recording (the one captured nearest that moment)."""
+    from zmqcam.record import Recording
+
+    recording = Recording(path)
+    span = recording.span()
+    frames: dict[str, np.ndarray | None] = {}
+    for cam in config.camera:
+        frames[cam.name] = None
+        if cam.name not in recording.names or span is None:
+            continue
+        with recording.track(cam.name) as track:
+            if not track.entries:
+                continue
+            jpeg = track.read(track.nearest(span.first_ns + int(at * 1e9)))
+        frames[cam.name] = _decode(jpeg)
+    return frames
+
+
+def frames_live(config: Config, timeout: float) -> dict[str, np.ndarray | None]:
+    """One fresh frame per camera from the running daemon; None for a camera silent for ``timeout`` s."""
+    from zmqcam.client import Subscriber
+
+    frames: dict[str, np.ndarray | None] = {}
+    subs = [Subscriber(cam.name, kind="jpeg", config=config) for cam in config.camera]
+    try:
+        deadline = time.monotonic() + timeout
+        for sub in subs:  # all subscribed at once: the cameras wake up together
+            ok, frame = sub.read(timeout=max(0.0, deadline - time.monotonic()))
+            frames[sub.stream] = _decode(frame.jpeg) if ok and frame is not None else None
+    finally:
+        for sub in subs:
+            sub.close()
+    return frames
+
+
+def _decode(jpeg: bytes) -> np.ndarray | None:
+    try:
+        return simplejpeg.decode_jpeg(jpeg, colorspace="BGR")
+    except (ValueError, RuntimeError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the command
+
+
+def _numbers(text: str, count: int, option: str, meaning: str) -> list[float]:
+    from zmqcam.cli import UsageError
+
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{option}: {text!r}: needs {count} comma-separated numbers ({meaning})") from None
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        raise UsageError(f"{option}: {text!r}: needs {count} comma-separated numbers ({meaning})")
+    return values
+
+
+def with_candidate(config: Config, camera: str, src: str | None, crop: str | None) -> Config:
+    """``config`` with one camera's quad and/or crop replaced (validated like a config file)."""
+    from zmqcam.cli import UsageError
+    from zmqcam.config import from_dict
+    from zmqcam.errors import ConfigError
+
+    data = config.model_dump(mode="json")
+    cams = [c for c in data["camera"] if c["name"] == camera]
+    if not cams:
+        known = ", ".join(c.name for c in config.camera)
+        raise UsageError(f"--camera: no camera named {camera!r} in the config (known: {known})")
+    geo = config.camera_named(camera).geometry
+    if src is not None:
+        xy = _numbers(src, 8, "--src", "x,y of the corners top-left, bottom-left, bottom-right, top-right")
+        cams[0]["perspective"] = {
+            "src": [xy[i : i + 2] for i in range(0, 8, 2)],
+            "width": geo.width,
+            "height": geo.height,
+        }
+    if crop is not None:
+        front, back = _numbers(crop, 2, "--crop", "front,back")
+        if not (front.is_integer() and back.is_integer()):
+            raise UsageError(f"--crop: {crop!r}: front and back are whole columns")
+        cams[0]["crop"] = {"front": int(front), "back": int(back)}
+    try:
+        return from_dict(data, label="calibrate")
+    except ConfigError as exc:
+        raise UsageError("\n".join(exc.lines)) from None
+
+
+def _config(args: argparse.Namespace) -> Config:
+    """-c CONFIG; else the config a recording was made with; else the usual default."""
+    from zmqcam.cli import UsageError, _load
+
+    if args.config is None and args.recording is not None:
+        from zmqcam.config import from_dict
+        from zmqcam.errors import ConfigError
+        from zmqcam.record import Recording, RecordingError
+
+        try:
+            data = Recording(args.recording).config_data
+        except RecordingError as exc:
+            raise UsageError(str(exc)) from None
+        if data is not None:
+            try:
+                return from_dict(data, label=f"{args.recording} (the recorded config)")
+            except ConfigError as exc:
+                raise UsageError("\n".join([*exc.lines, "give the config to use with -c"])) from None
+    return _load(args)[0]
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from zmqcam.cli import UsageError
+    from zmqcam.record import RecordingError
+
+    if Path(args.out).suffix.lower() != ".png":
+        raise UsageError(f"{args.out}: the output is a PNG; name it *.png")
+    if (args.src is not None or args.crop is not None) != (args.camera is not None):
+        raise UsageError("--camera NAME goes with --src x1,y1,...,x4,y4 and/or --crop FRONT,BACK")
+    config = _config(args)
+    if args.camera is not None:
+        config = with_candidate(config, args.camera, args.src, args.crop)
+    if args.recording is not None:
+        try:
+            frames = frames_from_recording(config, args.recording, args.at)
+        except RecordingError as exc:
+            raise UsageError(str(exc)) from None
+        origin = f"recording {args.recording}"
+    else:
+        frames = frames_live(config, args.timeout)
+        origin = "the running daemon"
+        if not any(f is not None for f in frames.values()):
+            raise UsageError(
+                f"no frame from any camera within {args.timeout:g} s: is the daemon running "
+                "(zmqcam-daemon start)? Or use --from RECORDING"
+            )
+    image, layout = render(config, frames)
+    if not cv2.imwrite(args.out, image):
+        raise UsageError(f"{args.out}: cannot write the PNG")
+    missing = [name for name, frame in frames.items() if frame is None]
+    print(f"wrote {args.out} ({layout.size[0]}x{layout.size[1]}), frames from {origin}")
+    if missing:
+        print(f"no frame from {', '.join(missing)}: shown as NO SIGNAL")
+    if args.camera is not None:
+        from zmqcam.import_config import toml_value
+
+        cam = config.camera_named(args.camera)
+        geo = cam.geometry
+        print(f"candidate for {cam.name} (paste into its [[camera]] table):")
+        print(f"perspective = {toml_value({'src': geo.src, 'width': geo.width, 'height': geo.height})}")
+        print(f"crop = {toml_value({'front': cam.crop_range[0], 'back': cam.crop_range[1]})}")
+    return 0
+
+
+def add_command(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "calibrate",
+        help="draw each camera's quad and crop over its frame, and the panorama, in one PNG",
+        description="Draw each camera frame with its perspective quad (green) and crop lines (red), and the "
+        "panorama they make, into one PNG.",
+    )
+    p.add_argument("-c", "--config", help="config file (default: a recording's own config, else the usual one)")
+    p.add_argument("--transport", choices=["jpg", "rtsp"], help="original-format configs: which camera URL to use")
+    p.add_argument("--run-dir", help="override daemon.run_dir")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--from", dest="recording", metavar="RECORDING", help="frames from a recording directory")
+    source.add_argument("--live", action="store_true", help="frames from the running daemon (the default)")
+    p.add_argument("--at", type=float, default=0.0, metavar="S", help="--from: seconds into the recording (default 0)")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="--live: wait this long for frames")
+    p.add_argument("--camera", metavar="NAME", help="preview other numbers for this camera (with --src/--crop)")
+    p.add_argument("--src", metavar="x,y,...", help="candidate quad: x1,y1,...,x4,y4 (TL, BL, BR, TR)")
+    p.add_argument("--crop", metavar="FRONT,BACK", help="candidate crop columns")
+    p.add_argument("out", metavar="OUT.png", help="the image to write")
+    p.set_defaults(func=cmd_calibrate)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m zmqcam.calibrate [-c CONFIG] [--from RECORDING|--live] OUT.png``."""
+    from zmqcam.record import run_subcommand
+
+    return run_subcommand("calibrate", add_command, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""``zmqcam-daemon import-config cameras_config.json > zmqcam.toml``: the original JSON as commented TOML.
+
+The conversion goes through the same loader the daemon uses (``zmqcam.config.load_config``), so the
+TOML says exactly what the JSON meant: camera names cam0, cam1, ..., the URL the chosen transport
+picks (with the other one left as a comment), ``hight`` spelled ``height``, ``concat_x`` as ``crop``.
+Loading the TOML gives the same ``Config`` as loading the JSON. Nothing else is written: every other
+setting keeps its default, listed commented out where it matters for a rig like the original.
+
+``render_toml`` is the small TOML writer behind it (and behind the ``replay.toml`` a recording
+carries): the shapes a zmqcam config has, nothing more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from zmqcam.config import load_config
+from zmqcam.errors import ConfigError
+
+__all__ = ["add_command", "convert", "main", "render_toml", "toml_value"]
+
+#: comments written above a key (the first time it appears), by "table.key"
+KEY_COMMENTS: dict[str, str] = {
+    "camera.name": 'Unique; lowercase letters, digits, "_" and "-". Used in topics, URLs (/stream/cam0) and logs.',
+    "camera.source": "What to read: an http:// URL (.../capture or .../jpg: JPEG snapshots; ...:81/stream: MJPEG),\n"
+    'rtsp://..., /dev/videoN or a device index, a video file, or "synthetic".',
+    "camera.kind": "The protocol: snapshot, mjpeg, rtsp, device, file, replay or synthetic; inferred when omitted.",
+    "camera.rotate": "Rotation applied first, in degrees clockwise: 0, 90, 180 or 270.",
+    "camera.perspective": "The quad in the rotated frame that becomes a width x height image: corners top-left,\n"
+    'bottom-left, bottom-right, top-right (the original\'s "perspective"; "height" was "hight").',
+    "camera.crop": 'The columns [front, back) of the warped image kept in the panorama (the original\'s "concat_x").',
+}
+
+_HEADER = """\
+zmqcam configuration, converted from {source} by `zmqcam-daemon import-config`.
+Check it with: zmqcam-daemon check-config <this file>. Every setting not written here keeps its
+default; config/zmqcam.toml in the zmqcam repository lists them all."""
+
+_TRAILER = """\
+[stitch]
+# cameras = ["cam0", "cam1"]       # stitch a subset (default: all, in order)
+# extra_endpoints = ["tcp://0.0.0.0:5600"]   # the panorama for consumers on other hosts
+# stale_after = 2.0                # seconds without a frame before a slot shows NO SIGNAL
+
+[http]
+# The original served GET /stream on port 5000 to everyone; zmqcam listens on this machine only
+# unless host says otherwise.
+# host = "0.0.0.0"
+# port = 5000
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# a TOML writer for config-shaped data
+
+
+def _toml_string(text: str) -> str:
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\u{code:04X}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _toml_key(key: str) -> str:
+    if key and all(c.isascii() and (c.isalnum() or c in "_-") for c in key):
+        return key
+    return _toml_string(key)
+
+
+def toml_value(value: Any) -> str:
+    """One value as TOML: strings, numbers, booleans, lists and (inline) tables."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        # whole numbers as integers ([0, 92] rather than [0.0, 92.0]): the config reads them as floats
+        return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, Mapping):
+        items = [f"{_toml_key(k)} = {toml_value(v)}" for k, v in value.items() if v is not None]
+        return "{ " + ", ".join(items) + " }" if items else "{}"
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def _comment(text: str) -> list[str]:
+    return [f"# {line}".rstrip() for line in text.splitlines()]
+
+
+def render_toml(
+    data: Mapping[str, Any],
+    *,
+    header: str = "",
+    comments: Mapping[str, str] | None = None,
+    notes: Mapping[tuple[str, int], str] | None = None,
+) -> str:
+    """A config-shaped mapping as TOML: top-level tables, arrays of tables (``[[camera]]``), and
+    nested tables written inline (``perspective = { ... }``). ``None`` values are left out (TOML has
+    no null). ``comments`` ("table.key" -> text) go above a key where it first appears; ``notes``
+    ((table, index) -> text) go at the end of one element of an array of tables."""
+    comments = comments or {}
+    notes = notes or {}
+    lines = _comment(header) if header else []
+    seen: set[str] = set()
+
+    def body(table: str, values: Mapping[str, Any]) -> None:
+        for key, value in values.items():
+            if value is None:
+                continue
+            path = f"{table}.{key}"
+            if path in comments and path not in seen:
+                seen.add(path)
+                lines.extend(_comment(comments[path]))
+            lines.append(f"{_toml_key(key)} = {toml_value(value)}")
+
+    scalars = {k: v for k, v in data.items() if not isinstance(v, Mapping) and not _is_table_array(v)}
+    body("", scalars)
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            lines += ["", f"[{_toml_key(key)}]"]
+            body(key, value)
+        elif _is_table_array(value):
+            for i, element in enumerate(value):
+                lines += ["", f"[[{_toml_key(key)}]]"]
+                body(key, element)
+                if (key, i) in notes:
+                    lines.extend(_comment(notes[(key, i)]))
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _is_table_array(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, Mapping) for v in value)
+
+
+# ---------------------------------------------------------------------------------------------
+# the conversion
+
+
+def convert(path: str | Path, transport: str | None = None) -> str:
+    """The original-format config at ``path`` as commented TOML. Raises ConfigError."""
+    config = load_config(path, transport=transport)
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))  # valid: load_config just parsed it
+    cameras = []
+    notes: dict[tuple[str, int], str] = {}
+    for i, cam in enumerate(config.camera):
+        geo = cam.geometry
+        cameras.append(
+            {
+                "name": cam.name,
+                "source": cam.source,
+                "kind": cam.kind,
+                "rotate": cam.rotate,
+                "perspective": {"src": geo.src, "width": geo.width, "height": geo.height},
+                "crop": {"front": cam.crop_range[0], "back": cam.crop_range[1]},
+            }
+        )
+        urls = raw["camera"][i].get("url", {})
+        # the URL the transport did not pick, to switch by hand
+        for kind, url in (("snapshot", urls.get("jpg")), ("rtsp", urls.get("rtsp"))):
+            if url and url != cam.source:
+                notes[("camera", i)] = (
+                    f"the original also listed: source = {toml_value(url)}, kind = {toml_value(kind)}"
+                )
+    header = _HEADER.format(source=Path(path).name)
+    return render_toml({"camera": cameras}, header=header, comments=KEY_COMMENTS, notes=notes) + "\n" + _TRAILER
+
+
+# ---------------------------------------------------------------------------------------------
+# the command
+
+
+def cmd_import_config(args: argparse.Namespace) -> int:
+    from zmqcam.cli import UsageError
+
+    if Path(args.path).suffix.lower() != ".json":
+        raise UsageError(f"{args.path}: not a .json file (import-config reads the original cameras_config.json)")
+    try:
+        text = convert(args.path, transport=args.transport)
+    except ConfigError as exc:
+        raise UsageError("\n".join(exc.lines)) from None
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{args.output}: cannot write: {exc.strerror or exc}") from None
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def add_command(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "import-config",
+        help="convert the original cameras_config.json to commented TOML",
+        description="Convert the original cameras_config.json to a commented zmqcam TOML config (on stdout).",
+    )
+    p.add_argument("path", help="the original cameras_config.json")
+    p.add_argument("--transport", choices=["jpg", "rtsp"], help="which camera URL to use when both are listed")
+    p.add_argument("-o", "--output", help="write this file instead of stdout")
+    p.set_defaults(func=cmd_import_config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m zmqcam.import_config cameras_config.json``."""
+    from zmqcam.record import run_subcommand
+
+    return run_subcommand("import-config", add_command, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
