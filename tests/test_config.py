@@ -166,6 +166,7 @@ crop = { front = 0, back = 632 }
         ('[[camera]]\nname = "a"\nrotate = 45\n', "bad.toml: camera[0].rotate: 45: Input should be 0, 90, 180 or 270"),
         ('[[camera]]\nname = "a"\nfps = "5"\n', "bad.toml: camera[0].fps: '5': Input should be a valid number"),
         ('[[camera]]\nname = "a"\nzoom = 2\n', "bad.toml: camera[0].zoom: 2: unknown key"),
+        ('[[camera]]\nname = "a"\n"x.y\\nz" = 2\n', 'bad.toml: camera[0]."x.y\\nz": 2: unknown key'),
         (
             '[[camera]]\nname = "a"\nidle_timeout = -1\n',
             "bad.toml: camera[0].idle_timeout: -1: Input should be greater",

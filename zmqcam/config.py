@@ -278,13 +278,22 @@ def _line(label: str, path: str, value: Any, msg: str, rename: dict[str, str] | 
     return f"{label}: {path}: {_show(value)}: {msg}"
 
 
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 def _loc_path(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif not any(c in str(part) for c in "[]()"):
+        elif any(c in str(part) for c in "[]()"):
+            continue  # pydantic's name for a union member or validator, not a key of the file
+        elif _BARE_KEY.match(str(part)):
             out += ("." if out else "") + str(part)
+        else:
+            # a key the user wrote with odd characters (a dot, a space, a newline) is quoted as
+            # TOML would write it, so the message stays one unambiguous line
+            out += ("." if out else "") + json.dumps(str(part))
     return out or "(top level)"
 
 
