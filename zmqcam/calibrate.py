@@ -293,7 +293,7 @@ def with_candidate(config: Config, camera: str, src: str | None, crop: str | Non
 
 def _config(args: argparse.Namespace) -> Config:
     """-c CONFIG; else the config a recording was made with; else the usual default."""
-    from zmqcam.cli import UsageError, _load
+    from zmqcam.cli import UsageError, load_args_config
 
     if args.config is None and args.recording is not None:
         from zmqcam.config import from_dict
@@ -309,7 +309,7 @@ def _config(args: argparse.Namespace) -> Config:
                 return from_dict(data, label=f"{args.recording} (the recorded config)")
             except ConfigError as exc:
                 raise UsageError("\n".join([*exc.lines, "give the config to use with -c"])) from None
-    return _load(args)[0]
+    return load_args_config(args)[0]
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -362,9 +362,9 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
         description="Draw each camera frame with its perspective quad (green) and crop lines (red), and the "
         "panorama they make, into one PNG.",
     )
-    p.add_argument("-c", "--config", help="config file (default: a recording's own config, else the usual one)")
-    p.add_argument("--transport", choices=["jpg", "rtsp"], help="original-format configs: which camera URL to use")
-    p.add_argument("--run-dir", help="override daemon.run_dir")
+    from zmqcam.cli import add_config_arguments
+
+    add_config_arguments(p, config_help="config file (default: a recording's own config, else the usual one)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--from", dest="recording", metavar="RECORDING", help="frames from a recording directory")
     source.add_argument("--live", action="store_true", help="frames from the running daemon (the default)")
@@ -379,9 +379,9 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m zmqcam.calibrate [-c CONFIG] [--from RECORDING|--live] OUT.png``."""
-    from zmqcam.record import run_subcommand
+    from zmqcam.cli import run_single
 
-    return run_subcommand("calibrate", add_command, argv)
+    return run_single("calibrate", add_command, argv)
 
 
 if __name__ == "__main__":

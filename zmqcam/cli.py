@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ class UsageError(Exception):
     """One line for the user; exit 1."""
 
 
-def _load(args: argparse.Namespace) -> tuple[Config, str | None]:
+def load_args_config(args: argparse.Namespace) -> tuple[Config, str | None]:
     """The config named by -c, else ./config/zmqcam.toml, else the built-in default."""
     path = getattr(args, "config", None)
     if path is None and DEFAULT_CONFIG_PATH.is_file():
@@ -60,7 +60,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_start(args: argparse.Namespace) -> int:
     from zmqcam.daemon import StartError, serve
 
-    config, path = _load(args)
+    config, path = load_args_config(args)
     if args.detach:
         return _detach(args, config)
     try:
@@ -113,7 +113,7 @@ class NotRunning(UsageError):
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    config, _ = _load(args)
+    config, _ = load_args_config(args)
     pid = _running_pid(config)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + args.timeout
@@ -128,7 +128,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    config, _ = _load(args)
+    config, _ = load_args_config(args)
     pid = _running_pid(config)
     os.kill(pid, signal.SIGHUP)
     print(f"zmqcam: asked pid {pid} to reload its config (see its log for the outcome)")
@@ -158,7 +158,7 @@ def gather_status(config: Config) -> dict[str, Any]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    config, _ = _load(args)
+    config, _ = load_args_config(args)
     pid = _running_pid(config)
     status = gather_status(config)
     if args.json:
@@ -185,14 +185,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_config_arguments(
+    p: argparse.ArgumentParser, config_help: str = "config file (TOML, or the original cameras_config.json)"
+) -> None:
+    """-c, --transport and --run-dir, read by ``load_args_config``; every command that needs the
+    daemon's config takes them."""
+    p.add_argument("-c", "--config", help=config_help)
+    p.add_argument("--transport", choices=["jpg", "rtsp"], help="original-format configs: which camera URL to use")
+    p.add_argument("--run-dir", help="override daemon.run_dir")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zmqcam-daemon", description="A camera frame bus for rigs of IP cameras.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("-c", "--config", help="config file (TOML, or the original cameras_config.json)")
-        p.add_argument("--transport", choices=["jpg", "rtsp"], help="original-format configs: which camera URL to use")
-        p.add_argument("--run-dir", help="override daemon.run_dir")
+        add_config_arguments(p)
         p.add_argument("--port", type=int, help="override http.port")
         return p
 
@@ -232,6 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if bad:
             print(f"zmqcam-daemon: --role: unknown part(s) {', '.join(sorted(bad))}", file=sys.stderr)
             return 2
+    return dispatch(args)
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run a parsed command: user errors become one line on stderr and an exit code."""
     try:
         return int(args.func(args))
     except NotRunning as exc:
@@ -242,6 +255,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def run_single(name: str, add: Callable[[Any], None], argv: Sequence[str] | None) -> int:
+    """Run one subcommand on its own (``python -m zmqcam.record ...``), as ``zmqcam-daemon NAME``."""
+    parser = argparse.ArgumentParser(prog="zmqcam-daemon")
+    add(parser.add_subparsers(dest="command", required=True))
+    return dispatch(parser.parse_args([name, *(sys.argv[1:] if argv is None else argv)]))
 
 
 if __name__ == "__main__":

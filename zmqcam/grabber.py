@@ -167,36 +167,34 @@ class Capture(threading.Thread):
             live_since = time.monotonic()
             log.info("%s: connected (%s)", cam.name, source.describe())
             self._stream(source, out)
-        except SourceError as exc:
-            if not self.wanted or self.stopping:
-                return  # closed on purpose by the main thread
-            if isinstance(exc, SourceTimeout):
-                self.counters.timeouts += 1
-            self.counters.last_error = str(exc) or type(exc).__name__
-            if live_since and time.monotonic() - live_since > BACKOFF_RESET_AFTER:
-                self._backoff.reset()
-            delay = self._backoff.next_delay()
-            self.state = BUSY if isinstance(exc, SourceBusy) else LOST
-            log.warning("%s: %s; reconnecting in %.1f s", cam.name, self.counters.last_error, delay)
-            self.counters.reconnects += 1
-            self._close(source)
-            self._sleep(delay)
-        except Exception as exc:
-            if not self.wanted or self.stopping:
-                return
-            self.counters.last_error = f"{type(exc).__name__}: {exc}"
-            self.state = LOST
-            delay = self._backoff.next_delay()
-            log.exception("%s: source failed unexpectedly; reconnecting in %.1f s", cam.name, delay)
-            self.counters.reconnects += 1
-            self._close(source)
-            self._sleep(delay)
+        except Exception as exc:  # a broken source must not kill the grabber
+            if self.wanted and not self.stopping:  # else: closed on purpose by the main thread
+                self._lost(source, exc, live_since)
         finally:
             self._close(source)
             if live_since and time.monotonic() - live_since > BACKOFF_RESET_AFTER:
                 self._backoff.reset()
             if not self.wanted:
                 log.info("%s: camera released (no subscribers)", cam.name)
+
+    def _lost(self, source: Source, exc: Exception, live_since: float) -> None:
+        """Count a failed connection, release the camera and wait out the backoff."""
+        cam = self.camera
+        expected = isinstance(exc, SourceError)
+        if isinstance(exc, SourceTimeout):
+            self.counters.timeouts += 1
+        self.counters.last_error = (str(exc) or type(exc).__name__) if expected else f"{type(exc).__name__}: {exc}"
+        if live_since and time.monotonic() - live_since > BACKOFF_RESET_AFTER:
+            self._backoff.reset()
+        delay = self._backoff.next_delay()
+        self.state = BUSY if isinstance(exc, SourceBusy) else LOST
+        self.counters.reconnects += 1
+        if expected:
+            log.warning("%s: %s; reconnecting in %.1f s", cam.name, self.counters.last_error, delay)
+        else:
+            log.error("%s: source failed unexpectedly; reconnecting in %.1f s", cam.name, delay, exc_info=exc)
+        self._close(source)  # the camera is free for others during the backoff
+        self._sleep(delay)
 
     def _close(self, source: Source) -> None:
         self._source = None

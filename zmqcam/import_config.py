@@ -227,9 +227,9 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m zmqcam.import_config cameras_config.json``."""
-    from zmqcam.record import run_subcommand
+    from zmqcam.cli import run_single
 
-    return run_subcommand("import-config", add_command, argv)
+    return run_single("import-config", add_command, argv)
 
 
 if __name__ == "__main__":

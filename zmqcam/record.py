@@ -36,7 +36,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -569,9 +569,9 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from zmqcam.cli import UsageError, _load
+    from zmqcam.cli import UsageError, load_args_config
 
-    config, _ = _load(args)
+    config, _ = load_args_config(args)
     if args.cameras:
         cameras = [c.strip() for c in args.cameras.split(",") if c.strip()]
         unknown = [c for c in cameras if c not in {cam.name for cam in config.camera}]
@@ -612,38 +612,20 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
         description="Record each camera's JPEG frames, untouched, to OUT_DIR/<cam>.mjpeg with a timestamp "
         "index (<cam>.idx.csv). Needs the daemon running. Ctrl-C stops cleanly.",
     )
-    p.add_argument("-c", "--config", help="config file (TOML, or the original cameras_config.json)")
-    p.add_argument("--transport", choices=["jpg", "rtsp"], help="original-format configs: which camera URL to use")
-    p.add_argument("--run-dir", help="override daemon.run_dir")
+    from zmqcam.cli import add_config_arguments
+
+    add_config_arguments(p)
     p.add_argument("--cameras", help="comma-separated camera names (default: every camera)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: at Ctrl-C)")
     p.add_argument("out_dir", metavar="OUT_DIR", help="directory for the recording (created; must not hold one)")
     p.set_defaults(func=cmd_record)
 
 
-def run_subcommand(
-    name: str,
-    add: Callable[[argparse._SubParsersAction], None],
-    argv: Sequence[str] | None,
-) -> int:
-    """Run one subcommand on its own (``python -m zmqcam.record ...``), with the CLI's error handling."""
-    from zmqcam.cli import UsageError
-
-    parser = argparse.ArgumentParser(prog="zmqcam-daemon")
-    add(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args([name, *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.func(args))
-    except UsageError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m zmqcam.record [-c CONFIG] [--cameras a,b] [--duration S] OUT_DIR``."""
-    return run_subcommand("record", add_command, argv)
+    from zmqcam.cli import run_single
+
+    return run_single("record", add_command, argv)
 
 
 if __name__ == "__main__":
