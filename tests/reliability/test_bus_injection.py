@@ -1,0 +1,184 @@
+"""Garbage injected on the bus, at every process that reads it: counted, dropped, survived.
+
+The fuzz tests (``test_fuzz_protocol.py``) prove that ``protocol.decode`` rejects every malformed
+message with ProtocolError. These tests prove the processes act on that: a stitcher, a bridge and a
+grabber fed malformed messages on their real sockets keep running, count what they dropped in their
+status, and keep delivering good frames. The impostor publishers here stand in for a broken or
+hostile peer: they bind the endpoints the real processes connect to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import requests
+import simplejpeg
+import zmq
+from conftest import Children, wait_for
+
+from zmqcam import Subscriber, bus, protocol
+from zmqcam.config import Config
+from zmqcam.grabber import run_grabber
+from zmqcam.http import read_announce, run_bridge
+from zmqcam.status import collect_status
+from zmqcam.stitcher import run_stitcher
+
+
+def garbage_for(stream: str, kind: str, good: list[bytes]) -> list[list[bytes]]:
+    """Every shape of bad message a broken peer could send on ``stream``'s ``kind`` topic."""
+    topic = protocol.topic(stream, kind)
+    header = json.loads(good[1])
+    return [
+        [topic],  # too few parts
+        [topic, good[1], good[2], b"extra"],  # too many parts
+        [topic, b"\xff\xfe", good[2]],  # header not JSON
+        [topic, b"[1, 2]", good[2]],  # header not an object
+        [topic, json.dumps(header | {"v": 99}).encode(), good[2]],  # unknown header version
+        [topic, json.dumps(header | {"w": -5}).encode(), good[2]],  # impossible size
+        [topic, good[1], good[2][: len(good[2]) // 3]],  # payload shorter than the header says
+        [topic, json.dumps(header | {"stream": "other"}).encode(), good[2]],  # header/topic disagree
+        [b"cam0 raw", good[1], good[2]],  # topic without its terminator
+        [topic, good[1], b""],  # empty payload
+    ]
+
+
+def good_raw(stream: str, seq: int, width: int = 640, height: int = 480) -> list[bytes]:
+    image = np.full((height, width, 3), 90, np.uint8)
+    return [bytes(p) for p in protocol.encode(stream, protocol.RAW, seq, time.time_ns(), image, width, height)]
+
+
+def good_jpeg(stream: str, seq: int, jpeg: bytes, width: int, height: int) -> list[bytes]:
+    return [bytes(p) for p in protocol.encode(stream, protocol.JPEG, seq, time.time_ns(), jpeg, width, height)]
+
+
+def impostor(ctx: zmq.Context[Any], endpoint: str) -> zmq.Socket[Any]:
+    """An XPUB at ``endpoint`` with a deep queue: a broken peer is not bound by our small HWMs, and
+    the good frame sent after each burst of garbage must not be the one dropped."""
+    pub = bus.make_publisher(ctx, [])
+    pub.setsockopt(zmq.SNDHWM, 1000)
+    pub.bind(endpoint)
+    return pub
+
+
+def alive(proc: Any) -> bool:
+    return bool(proc.is_alive()) and proc.exitcode is None
+
+
+def test_stitcher_survives_garbage_from_its_cameras(
+    make_config: Callable[..., Config], children: Children, ctx: zmq.Context[Any]
+) -> None:
+    """Upstream garbage of every kind is counted as malformed, the stitcher keeps running, and
+    panoramas built from the good frames in between keep coming with both cameras live."""
+    config = make_config(cameras=2, stitch={"stale_after": 1.0})
+    impostors = [impostor(ctx, config.camera_endpoint(cam)) for cam in config.camera]
+    stitcher = children.start(run_stitcher, config)
+    demand = [bus.Demand() for _ in impostors]
+    live_panoramas = 0
+    seq = 0
+    try:
+        with Subscriber("pano", config=config) as sub:
+            deadline = time.monotonic() + 20
+            while live_panoramas < 5 and time.monotonic() < deadline:
+                for pub, d in zip(impostors, demand, strict=True):
+                    bus.drain_subscriptions(pub, d)
+                seq += 1
+                for cam, pub, d in zip(config.camera, impostors, demand, strict=True):
+                    if not d.wants(protocol.topic(cam.name, protocol.RAW)):
+                        continue
+                    good = good_raw(cam.name, seq)
+                    for parts in garbage_for(cam.name, protocol.RAW, good):
+                        pub.send_multipart(parts)
+                    pub.send_multipart(good)
+                ok, frame = sub.read(timeout=0.1)
+                if ok and frame is not None and not frame.extra["stale"]:
+                    assert frame.image.shape == (250, config.pano_size[0], 3)
+                    live_panoramas += 1
+            assert live_panoramas >= 5, f"only {live_panoramas} live panoramas between the garbage"
+        pano = wait_for(lambda: collect_status(config, timeout=1.5).get("pano"), 10, message="stitcher status")
+        # each camera slot got 10 kinds of garbage per round; "other" streams count as unknown
+        assert pano["malformed"] + pano["unknown"] >= 10
+        assert alive(stitcher)
+    finally:
+        for pub in impostors:
+            pub.close(linger=0)
+
+
+def test_bridge_survives_garbage_on_a_camera_topic(
+    make_config: Callable[..., Config], children: Children, ctx: zmq.Context[Any]
+) -> None:
+    """A camera stream fed garbage between good JPEGs: viewers of /stream/cam0 get only the good
+    JPEGs, untouched; /status counts the malformed messages; the bridge stays up."""
+    config = make_config(cameras=1, stitch={"enabled": False}, http={"port": 0})
+    pub = impostor(ctx, config.camera_endpoint("cam0"))
+    bridge = children.start(run_bridge, config)
+    info = wait_for(lambda: read_announce(config.run_dir), 30, message="the bridge to listen")
+    url = f"http://127.0.0.1:{info['port']}"
+    jpeg = simplejpeg.encode_jpeg(np.full((48, 64, 3), 200, np.uint8), colorspace="BGR")
+    demand = bus.Demand()
+    try:
+        with requests.get(url + "/stream/cam0", stream=True, timeout=10) as response:
+            assert response.status_code == 200
+            body = bytearray()
+            chunks = response.iter_content(chunk_size=4096)
+            deadline = time.monotonic() + 15
+            seq = 0
+            while body.count(jpeg) < 3 and time.monotonic() < deadline:
+                bus.drain_subscriptions(pub, demand)
+                if demand.wants(protocol.topic("cam0", protocol.JPEG)):
+                    seq += 1
+                    good = good_jpeg("cam0", seq, jpeg, 64, 48)
+                    for parts in garbage_for("cam0", protocol.JPEG, good):
+                        pub.send_multipart(parts)
+                    pub.send_multipart(good)
+                    body += next(chunks)
+                else:
+                    time.sleep(0.02)  # waiting for the bridge's subscription to arrive
+            assert body.count(jpeg) >= 3, "the good JPEGs did not reach the viewer intact"
+        status = requests.get(url + "/status", timeout=5).json()
+        assert status["http"]["malformed"] >= 10
+        assert alive(bridge)
+        assert requests.get(url + "/status", timeout=5).status_code == 200
+    finally:
+        pub.close(linger=0)
+
+
+def test_grabber_survives_garbage_sent_to_its_publisher(
+    make_config: Callable[..., Config], children: Children, ctx: zmq.Context[Any]
+) -> None:
+    """An XSUB peer can send arbitrary messages to a grabber's XPUB (and a raw TCP peer arbitrary
+    bytes to a tcp endpoint). They are counted as malformed, do not count as demand (the camera stays
+    asleep), and a real subscriber afterwards gets frames as usual."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = make_config(cameras=1, camera={"idle_timeout": 0.5, "fps": 10, "endpoint": f"tcp://127.0.0.1:{port}"})
+    grabber = children.start(run_grabber, config, "cam0")
+    endpoint = config.camera_endpoint("cam0")
+    wait_for(lambda: collect_status(config, timeout=1.0).get("cam0"), 20, message="grabber status")
+    xsub = ctx.socket(zmq.XSUB)
+    xsub.setsockopt(zmq.LINGER, 0)
+    xsub.connect(endpoint)
+    # not subscriptions: plain messages, multipart junk, an empty frame
+    for parts in ([b"hello"], [b"\x02junk", b"more"], [b""], [b"\xff" * 5000]):
+        xsub.send_multipart(parts)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        raw.sendall(os.urandom(4096))  # not ZMTP at all: libzmq drops the connection
+    try:
+        status = wait_for(
+            lambda: (s := collect_status(config, timeout=1.0).get("cam0")) and s["malformed"] >= 4 and s,
+            10,
+            message="the grabber to count the junk",
+        )
+        assert status["state"] == "asleep", "junk messages must not wake the camera"
+        with Subscriber("cam0", config=config) as sub:
+            ok, frame = sub.read(timeout=10)
+            assert ok and frame is not None and frame.image.shape == (480, 640, 3)
+        assert alive(grabber)
+    finally:
+        xsub.close(linger=0)
