@@ -150,18 +150,21 @@ def test_close_interrupts_a_waiting_read_and_is_idempotent():
     source.close()
 
 
-def test_render_cost_is_small():
-    """Regression: 4 synthetic cameras at 30 fps share a 2-core machine with the stitcher; a 640x480
-    frame must stay within a few milliseconds (generous bound, to catch e.g. per-frame background
-    rendering, which costs ~50 ms)."""
+def test_background_is_rendered_once_not_per_frame():
+    """Regression: 4 synthetic cameras at 30 fps share a 2-core machine with the stitcher; rendering
+    the static background per frame costs ~50 ms, so frames must only copy the cached background
+    and draw the moving things. Checked by counting background renders, not by timing (the cost
+    itself is measured in scripts/bench.py, where noise cannot fail a test)."""
+    from zmqcam.sources import synthetic
+
     config = default_config()
     cam = config.stitched_cameras[2]  # the widest view of the default rig
+    synthetic._background.cache_clear()
     source = SyntheticSource(cam, scene_offset=scene_offsets(config)[cam.name])
     source.open(1.0)
-    source.render(T)
-    start = time.perf_counter()
-    for k in range(20):
-        source.render(T + k / 30)
-    per_frame = (time.perf_counter() - start) / 20
+    frames = [source.render(T + k / 30).copy() for k in range(20)]
     source.close()
-    assert per_frame < 0.015
+    info = synthetic._background.cache_info()
+    assert info.misses == 1, f"the background was rendered {info.misses} times for 20 frames"
+    assert info.hits >= 20
+    assert any(not np.array_equal(frames[0], f) for f in frames[1:]), "the moving things did not move"
