@@ -32,7 +32,8 @@ import zmq
 from conftest import Children, wait_for
 
 from zmqcam import bus, protocol
-from zmqcam.config import Config, connect_endpoint, default_config_dict, from_dict
+from zmqcam.config import Config, connect_endpoint, default_config_dict, from_dict, load_config
+from zmqcam.errors import ConfigError
 from zmqcam.grabber import run_grabber
 from zmqcam.http import read_announce, run_bridge
 from zmqcam.stitcher import run_stitcher
@@ -573,6 +574,24 @@ def test_a_viewer_with_nothing_upstream_gets_the_card_at_once(lonely: tuple[Conf
     assert jpeg_size(body) == config.pano_size
 
 
+def test_a_viewer_with_nothing_upstream_is_sent_the_card_every_keepalive(lonely: tuple[Config, str]) -> None:
+    """With no frames at all, a viewer is sent the card again about every 2 s (the keepalive):
+    players keep the connection and the bridge notices viewers that left. Guards the channel's
+    keepalive timer, which replaced a per-client wait_for."""
+    _, url = lonely
+    wait_idle(url)
+    with open_stream(url) as response:
+        reader = PartReader(response)
+        reader.next_part()
+        arrivals = []
+        for _ in range(2):
+            headers, _ = reader.next_part()
+            assert headers["x-zmqcam-state"] == "waking"
+            arrivals.append(time.monotonic())
+    interval = arrivals[1] - arrivals[0]
+    assert 1.0 < interval < 5.0, f"the card was repeated after {interval:.1f} s"
+
+
 def raw_request(url: str, data: bytes) -> bytes:
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:
@@ -669,3 +688,119 @@ def test_sigterm_stops_the_bridge_cleanly_with_a_viewer_connected(
             for _ in range(100):
                 reader.next_part()
     assert read_announce(config.run_dir) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS
+
+
+def self_signed_cert(directory: Path, name: str = "") -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (PEM), made with the openssl CLI or,
+    where that is missing, the cryptography package."""
+    cert, key = directory / f"cert{name}.pem", directory / f"key{name}.pem"
+    openssl = shutil.which("openssl")
+    if openssl is not None:
+        subprocess.run(
+            [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+        return cert, key
+    pytest.importorskip("cryptography", reason="needs the openssl CLI or the cryptography package")
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(private, hashes.SHA256())
+    )
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    key.write_bytes(private.private_bytes(serialization.Encoding.PEM, pkcs8, serialization.NoEncryption()))
+    return cert, key
+
+
+def test_https_stream_and_status_for_a_verifying_client(
+    make_config: Callable[..., Config], children: Children, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """With http.tls_cert and tls_key the bridge serves https: a client that verifies the
+    certificate reads /stream parts and /status, and `zmqcam-daemon status` reads /status over
+    https; plain http to the TLS port fails at once, a TLS client that never says hello is closed
+    after the request-head deadline, and the bridge survives both without a traceback."""
+    cert, key = self_signed_cert(tmp_path)
+    config = make_config(cameras=1, http={"port": 0, "tls_cert": str(cert), "tls_key": str(key)})
+    _, plain_url = start_bridge(children, config, head_timeout=1.0)
+    url = plain_url.replace("http://", "https://")
+    assert read_announce(config.run_dir)["scheme"] == "https"  # type: ignore[index]
+    with requests.get(url + "/stream", stream=True, timeout=(5, 15), verify=str(cert)) as response:
+        headers, body = PartReader(response).next_part()
+    assert headers["x-zmqcam-state"] == "waking" and jpeg_size(body) == config.pano_size
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(url + "/status", timeout=5)  # the system CAs do not know a self-signed cert
+
+    started = time.monotonic()
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(plain_url + "/status", timeout=5)
+    assert time.monotonic() - started < 3
+    with socket.create_connection(("127.0.0.1", int(plain_url.rsplit(":", 1)[1])), timeout=10) as silent:
+        started = time.monotonic()
+        assert silent.recv(100) == b""  # closed by the bridge, not by our timeout
+        assert time.monotonic() - started < 6
+
+    status = requests.get(url + "/status", timeout=5, verify=str(cert)).json()
+    assert status["http"]["clients"] == 0 and "500" not in status["http"]["responses"]
+    from zmqcam.cli import gather_status
+
+    assert gather_status(config)["http"]["requests"] >= 2
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_tls_config_problems_are_one_line_each(tmp_path: Path) -> None:
+    """tls_cert / tls_key: relative paths are relative to the config file; both or neither; a
+    missing, unreadable, non-PEM or mismatched file is one config line naming file, key and value."""
+    cert, key = self_signed_cert(tmp_path)
+    other_cert, other_key = self_signed_cert(tmp_path, "-other")
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+
+    def load(http: str) -> Config:
+        path = tmp_path / "rig.toml"
+        path.write_text(f'[[camera]]\nname = "cam0"\n\n[http]\n{http}\n')
+        return load_config(path)
+
+    def problems(http: str) -> list[str]:
+        with pytest.raises(ConfigError) as caught:
+            load(http)
+        return caught.value.lines
+
+    config = load('tls_cert = "cert.pem"\ntls_key = "key.pem"')  # relative to rig.toml, not to the cwd
+    assert (config.http.tls_cert, config.http.tls_key) == (str(cert), str(key))
+    rig = str(tmp_path / "rig.toml")
+    assert problems('tls_cert = "cert.pem"') == [f"{rig}: http.tls_cert: 'cert.pem': tls_cert and tls_key go together"]
+    assert problems('tls_key = "key.pem"') == [f"{rig}: http.tls_cert: None: tls_cert and tls_key go together"]
+    assert problems('tls_cert = "nope.pem"\ntls_key = "key.pem"') == [
+        f"{rig}: http.tls_cert: 'nope.pem': cannot read: No such file or directory"
+    ]
+    assert problems('tls_cert = "junk.pem"\ntls_key = "junk.pem"') == [
+        f"{rig}: http.tls_cert: 'junk.pem': not a PEM certificate",
+        f"{rig}: http.tls_key: 'junk.pem': not a PEM private key",
+    ]
+    assert problems(f'tls_cert = "{cert.name}"\ntls_key = "{other_key.name}"') == [
+        f"{rig}: http.tls_cert: 'cert.pem': does not match tls_key"
+    ]
+    assert other_cert.exists()

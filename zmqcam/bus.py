@@ -3,6 +3,11 @@
 The demand rule of the whole system lives here: a publisher is an XPUB in "verboser" mode, so it
 sees every subscribe and unsubscribe of every subscriber, including the unsubscribes libzmq
 generates when a subscriber's connection dies (even a SIGKILLed process). ``Demand`` counts them.
+
+Security: with CURVE keys (``zmqcam.security``), tcp endpoints are encrypted and authenticated and
+ipc endpoints stay on the NULL mechanism. libzmq copies a socket's security options into each
+listener or connection when it is made, so one socket serves both: bind or connect the local
+endpoints first, then set the CURVE options, then bind or connect the tcp ones.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 import zmq
 
 from zmqcam import protocol
+from zmqcam.security import ClientKeys, ServerKeys
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +39,38 @@ def _common(sock: zmq.Socket[Any]) -> None:
     sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
 
 
-def make_publisher(ctx: zmq.Context[Any], endpoints: list[str]) -> zmq.Socket[Any]:
-    """An XPUB bound to every endpoint, reporting each subscription change."""
+def is_local(endpoint: str) -> bool:
+    """ipc and inproc: reachable only on this host (ipc: only by the run_dir's owner); never CURVE."""
+    return endpoint.startswith(("ipc://", "inproc://"))
+
+
+def _local_first(endpoints: Sequence[str]) -> list[str]:
+    return sorted(endpoints, key=lambda e: not is_local(e))  # stable: the given order within each group
+
+
+def _server_curve(sock: zmq.Socket[Any], keys: ServerKeys) -> None:
+    sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.public)
+    sock.setsockopt(zmq.CURVE_SERVER, 1)
+
+
+def _client_curve(sock: zmq.Socket[Any], keys: ClientKeys) -> None:
+    sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.public)
+    sock.setsockopt(zmq.CURVE_SERVERKEY, keys.server)
+
+
+def make_publisher(ctx: zmq.Context[Any], endpoints: Sequence[str], curve: ServerKeys | None = None) -> zmq.Socket[Any]:
+    """An XPUB bound to every endpoint, reporting each subscription change. With ``curve``, its
+    tcp endpoints are CURVE servers (the process must run ``security.start_authenticator`` first)."""
     sock = ctx.socket(zmq.XPUB)
     _common(sock)
     sock.setsockopt(zmq.SNDHWM, SEND_HWM)
     sock.setsockopt(zmq.XPUB_VERBOSER, 1)
     try:
-        for endpoint in endpoints:
+        for endpoint in _local_first(endpoints):
+            if curve is not None and not is_local(endpoint) and not sock.getsockopt(zmq.CURVE_SERVER):
+                _server_curve(sock, curve)
             sock.bind(endpoint)
     except zmq.ZMQError:
         sock.close(linger=0)
@@ -48,18 +78,38 @@ def make_publisher(ctx: zmq.Context[Any], endpoints: list[str]) -> zmq.Socket[An
     return sock
 
 
-def make_subscriber(ctx: zmq.Context[Any], endpoints: Sequence[str], topics: Sequence[bytes] = ()) -> zmq.Socket[Any]:
+def make_subscriber(
+    ctx: zmq.Context[Any],
+    endpoints: Sequence[str],
+    topics: Sequence[bytes] = (),
+    curve: ClientKeys | None = None,
+    rcvhwm: int = RECV_HWM,
+) -> zmq.Socket[Any]:
+    """A SUB connected to every endpoint; with ``curve``, its tcp connections are CURVE clients."""
     sock = ctx.socket(zmq.SUB)
     _common(sock)
-    sock.setsockopt(zmq.RCVHWM, RECV_HWM)
+    sock.setsockopt(zmq.RCVHWM, rcvhwm)
     # reconnect quickly after a publisher restarts, but do not hammer a host that is gone
     sock.setsockopt(zmq.RECONNECT_IVL, 100)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
     for t in topics:
         sock.setsockopt(zmq.SUBSCRIBE, t)
-    for endpoint in endpoints:
-        sock.connect(endpoint)
+    try:
+        connect(sock, endpoints, curve)
+    except zmq.ZMQError:
+        sock.close(linger=0)
+        raise
     return sock
+
+
+def connect(sock: zmq.Socket[Any], endpoints: Sequence[str], curve: ClientKeys | None = None) -> None:
+    """Connect a fresh subscriber: local endpoints on NULL, then tcp ones as a CURVE client."""
+    curve_set = False
+    for endpoint in _local_first(endpoints):
+        if curve is not None and not is_local(endpoint) and not curve_set:
+            _client_curve(sock, curve)
+            curve_set = True
+        sock.connect(endpoint)
 
 
 class Demand:

@@ -1,4 +1,4 @@
-"""``zmqcam-daemon``: start, stop, status, reload and check-config.
+"""``zmqcam-daemon``: start, stop, status, reload, check-config and keygen.
 
 Every error a user can cause prints one line on stderr and exits non-zero, without a traceback.
 """
@@ -136,25 +136,33 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 
 def gather_status(config: Config) -> dict[str, Any]:
-    from zmqcam.daemon import STATE_FILE
+    """The daemon's process table, and the status of every stream its role publishes or reads."""
+    from zmqcam.daemon import STATE_FILE, parse_role, reachable_streams
     from zmqcam.status import collect_status
 
     state: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         state = json.loads((config.run_dir / STATE_FILE).read_text())
-    streams = collect_status(config)
+    role = state.get("role", "all") if isinstance(state.get("role"), str) else "all"
+    expected = reachable_streams(config, role)
+    streams = collect_status(config, streams=expected)
     http: dict[str, Any] | None = None
-    if config.http.enabled:
+    if config.http.enabled and "bridge" in parse_role(role):
         host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::", "") else config.http.host
         from zmqcam.http import read_announce
+        from zmqcam.http.listener import local_client_ssl_context
 
         port = (read_announce(config.run_dir) or {}).get("port", config.http.port)
-        request = urllib.request.Request(f"http://{host}:{port}/status")
+        tls = local_client_ssl_context(config.http)  # None: plain http
+        request = urllib.request.Request(f"{'https' if tls else 'http'}://{host}:{port}/status")
         if config.http.token:
             request.add_header("Authorization", f"Bearer {config.http.token}")
-        with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(request, timeout=2) as response:
+        with (
+            contextlib.suppress(OSError, ValueError),
+            urllib.request.urlopen(request, timeout=2, context=tls) as response,
+        ):
             http = json.loads(response.read()).get("http")
-    return {"daemon": state, "streams": streams, "http": http}
+    return {"daemon": state, "role": role, "expected": expected, "streams": streams, "http": http}
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -164,24 +172,55 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=1))
         return 0
-    print(f"zmqcam: running (pid {pid}), config {status['daemon'].get('config', '?')}")
+    role = f", role {status['role']}" if status["role"] != "all" else ""
+    print(f"zmqcam: running (pid {pid}){role}, config {status['daemon'].get('config', '?')}")
     print(f"{'process':<18} {'state':<9} {'pid':>7} {'restarts':>8}")
     for name, child in status["daemon"].get("children", {}).items():
         print(f"{name:<18} {child['state']:<9} {child['pid'] or '-':>7} {child['restarts']:>8}")
     print(f"{'stream':<10} {'state':<11} {'fps':>6} {'subscribers':>11}  {'reconnects':>10}")
     for cam in config.camera:
         s = status["streams"].get(cam.name)
+        if cam.name not in status["expected"]:
+            continue  # neither published nor read by this daemon's role
         if s is None:
             print(f"{cam.name:<10} {'no reply':<11}")
             continue
         subs = sum(v for k, v in s.get("subscribers", {}).items() if k != "status")
         print(f"{cam.name:<10} {s['state']:<11} {s['fps']:>6.1f} {subs:>11}  {s.get('reconnects', 0):>10}")
     pano = status["streams"].get("pano")
-    if pano is not None:
+    if pano is None and "pano" in status["expected"]:
+        print(f"{'pano':<10} {'no reply':<11}")
+    elif pano is not None:
         subs = sum(v for k, v in pano.get("subscribers", {}).items() if k != "status")
         print(f"{'pano':<10} {'on' if pano['upstream'] else 'idle':<11} {pano['fps']:>6.1f} {subs:>11}")
     if status["http"] is not None:
         print(f"http clients: {status['http'].get('clients', 0)}")
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from zmqcam import security
+
+    key_dir = Path(args.dir)
+    try:
+        made = security.add_client(key_dir, args.client) if args.client else security.keygen(key_dir)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"zmqcam-daemon: keygen: {exc}") from None
+    for path in made:
+        print(f"zmqcam: wrote {path}")
+    if args.client:
+        print(
+            f"zmqcam: {args.client} may subscribe from the next connection on. Give the program on the other host\n"
+            f"  {key_dir / (args.client + security.SECRET_SUFFIX)} (its secret key) and "
+            f"{key_dir / (security.SERVER + security.PUBLIC_SUFFIX)} (the rig's public key), nothing else:\n"
+            f'  Subscriber("pano", endpoint="tcp://RIG-HOST:5600", server_key="{security.SERVER}.key", '
+            f'client_key="{args.client}.key_secret")'
+        )
+    else:
+        print(
+            f'zmqcam: set in the config:  [curve] key_dir = "{key_dir.resolve()}"\n'
+            f"  and copy {key_dir} (scp -rp, it stays private) to every host that runs part of the rig."
+        )
     return 0
 
 
@@ -225,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path")
     check.add_argument("--transport", choices=["jpg", "rtsp"], help="original-format configs: which URL to use")
     check.set_defaults(func=cmd_check_config)
+
+    keygen = sub.add_parser("keygen", help="make CURVE keys for tcp endpoints (see [curve] key_dir)")
+    keygen.add_argument("dir", help="the key directory (created mode 0700)")
+    keygen.add_argument("--client", metavar="NAME", help="add and authorize one client pair for a remote program")
+    keygen.set_defaults(func=cmd_keygen)
 
     from zmqcam import calibrate, import_config, record
 

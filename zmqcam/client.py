@@ -10,26 +10,39 @@ A slow reader never sees stale frames pile up: every ``read`` drains what arrive
 newest. Endpoints come from the config the daemon uses (``./config/zmqcam.toml`` if present, else
 the built-in default) unless given explicitly. The subscription reconnects by itself when the
 daemon or one of its processes restarts.
+
+From another host, over a CURVE-protected tcp endpoint, name the rig's public key and this
+program's own secret key (``zmqcam-daemon keygen DIR --client NAME`` makes and authorizes one)::
+
+    Subscriber("pano", endpoint="tcp://rig-host:5600", server_key="server.key", client_key="NAME.key_secret")
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
-from zmqcam import bus, protocol
-from zmqcam.config import Config, connect_endpoint, default_config, load_config
+from zmqcam import bus, protocol, security
+from zmqcam.config import Config, default_config, load_config
 from zmqcam.errors import ProtocolError
 
+log = logging.getLogger(__name__)
+
 DEFAULT_CONFIG_PATH = Path("config") / "zmqcam.toml"
+#: monitor events that mean "connected, but the security handshake failed"
+_HANDSHAKE_FAILED = (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
 #: at most this many queued messages are read per drain, so a flood cannot starve the caller
 _DRAIN_LIMIT = 64
 
@@ -46,11 +59,9 @@ def resolve_config(config: Config | str | os.PathLike[str] | None = None) -> Con
 
 
 def stream_endpoint(config: Config, stream: str) -> str:
-    """The endpoint a local consumer connects to for ``stream`` ("pano" or a camera name)."""
-    if stream == protocol.PANO:
-        return connect_endpoint(config.pano_endpoints[0])
+    """The endpoint a consumer connects to for ``stream`` ("pano" or a camera name)."""
     try:
-        return connect_endpoint(config.camera_endpoint(stream))
+        return config.consumer_endpoint(stream)
     except KeyError:
         names = ", ".join([protocol.PANO] + [c.name for c in config.camera])
         raise ValueError(f"no stream named {stream!r} (known: {names})") from None
@@ -73,12 +84,25 @@ class Subscriber:
         endpoint: str | None = None,
         config: Config | str | os.PathLike[str] | None = None,
         context: zmq.Context[Any] | None = None,
+        server_key: str | os.PathLike[str] | None = None,
+        client_key: str | os.PathLike[str] | None = None,
     ) -> None:
         if kind not in protocol.FRAME_KINDS:
             raise ValueError(f"kind must be one of {protocol.FRAME_KINDS}, not {kind!r}")
+        if (server_key is None) != (client_key is None):
+            raise ValueError("server_key and client_key go together (the rig's server.key and your NAME.key_secret)")
         self.stream = stream
         self.kind = kind
-        self.endpoint = endpoint or stream_endpoint(resolve_config(config), stream)
+        #: CURVE keys for a tcp endpoint: given explicitly, else the config's (when a config is used)
+        self._curve: security.ClientKeys | None = None
+        if server_key is not None and client_key is not None:
+            self._curve = security.load_client_keys(server_key, client_key)
+        if endpoint is None or config is not None:
+            resolved = resolve_config(config)
+            endpoint = endpoint or stream_endpoint(resolved, stream)
+            if self._curve is None:
+                self._curve = security.client_keys(resolved)
+        self.endpoint = endpoint
         self.topic = protocol.topic(stream, kind)
         self._ctx = context or zmq.Context.instance()
         #: frames that arrived but were replaced by a newer one before anyone read them
@@ -86,6 +110,8 @@ class Subscriber:
         #: malformed messages dropped
         self.malformed = 0
         self.received = 0
+        #: security handshakes that failed (a CURVE publisher refused our key, or keys are missing)
+        self.refused = 0
         self._cond = threading.Condition()
         self._latest: protocol.Frame | None = None
         self._latest_id = 0
@@ -109,11 +135,19 @@ class Subscriber:
         return self._closed
 
     def _receive_loop(self) -> None:
+        monitor: zmq.Socket[Any] | None = None
+        sock = bus.make_subscriber(self._ctx, [], [self.topic])
         try:
-            sock = bus.make_subscriber(self._ctx, [self.endpoint], [self.topic])
+            if not bus.is_local(self.endpoint):
+                # watched from before the first connection: a refused key is otherwise silence
+                monitor = sock.get_monitor_socket(_HANDSHAKE_FAILED)
+            bus.connect(sock, [self.endpoint], self._curve)
         except (zmq.ZMQError, ValueError) as exc:
             self._start_error = exc
             self._started.set()
+            if monitor is not None:
+                monitor.close(linger=0)
+            sock.close(linger=0)
             return
         control = self._ctx.socket(zmq.PAIR)
         control.setsockopt(zmq.LINGER, 0)
@@ -121,12 +155,17 @@ class Subscriber:
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(control, zmq.POLLIN)
+        if monitor is not None:
+            poller.register(monitor, zmq.POLLIN)
         self._started.set()
         try:
             while True:
                 events = dict(poller.poll())
                 if control in events:
                     return
+                if monitor is not None and monitor in events:
+                    self._handshake_failed(recv_monitor_message(monitor))
+                    continue
                 newest = self._drain(sock)
                 if newest is not None:
                     with self._cond:
@@ -136,8 +175,23 @@ class Subscriber:
                         self._latest_id += 1
                         self._cond.notify_all()
         finally:
+            if monitor is not None:
+                sock.disable_monitor()
+                monitor.close(linger=0)
             sock.close(linger=0)
             control.close(linger=0)
+
+    def _handshake_failed(self, event: Mapping[str, object]) -> None:
+        self.refused += 1
+        if self.refused > 1:
+            return  # libzmq retries with backoff; one line says it all
+        if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            why = "the publisher refused our CURVE key (is its .key in the rig's authorized/ directory?)"
+        elif self._curve is None:
+            why = "the security handshake failed: the publisher probably uses CURVE; pass server_key and client_key"
+        else:
+            why = "the security handshake failed: is server_key the rig's server.key?"
+        log.warning("%s %s: %s", self.stream, self.endpoint, why)
 
     def _drain(self, sock: zmq.Socket[Any]) -> protocol.Frame | None:
         newest = None
@@ -218,11 +272,14 @@ class Camera:
         config: Config | str | os.PathLike[str] | None = None,
         endpoint: str | None = None,
         timeout: float = 1.0,
+        server_key: str | os.PathLike[str] | None = None,
+        client_key: str | os.PathLike[str] | None = None,
     ) -> None:
         self.stream = stream
         self.config = config
         self.endpoint = endpoint
         self.timeout = timeout
+        self._keys = (server_key, client_key)
         self._sub: Subscriber | None = None
 
     @property
@@ -232,7 +289,13 @@ class Camera:
 
     def start(self) -> None:
         if self._sub is None:
-            self._sub = Subscriber(self.stream, config=self.config, endpoint=self.endpoint)
+            self._sub = Subscriber(
+                self.stream,
+                config=self.config,
+                endpoint=self.endpoint,
+                server_key=self._keys[0],
+                client_key=self._keys[1],
+            )
 
     def read(self, timeout: float | None = None) -> tuple[bool, np.ndarray | None]:
         if self._sub is None:

@@ -83,6 +83,9 @@ class CameraConfig(_Model):
     always_on: bool = False
     #: where the grabber publishes; default ipc://{run_dir}/cam-<name>.sock
     endpoint: str | None = None
+    #: where consumers connect, when not where the grabber binds (a grabber on another host binds
+    #: tcp://0.0.0.0:5601, consumers connect tcp://grabber-host:5601); see ``Config.consumer_endpoint``
+    connect: str | None = None
     #: quality used when the grabber itself must encode JPEG (raw sources)
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 80
     connect_timeout: PositiveSeconds = 3.0
@@ -131,6 +134,8 @@ class StitchConfig(_Model):
     endpoint: str = "ipc://{run_dir}/pano.sock"
     #: more endpoints to bind, e.g. "tcp://0.0.0.0:5556" for consumers on other hosts
     extra_endpoints: list[str] = []
+    #: where consumers connect, when the stitcher runs on another host (e.g. "tcp://stitch-host:5600")
+    connect: str | None = None
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 80
     #: seconds without a frame before a camera's slot shows NO SIGNAL
     stale_after: PositiveSeconds = 2.0
@@ -150,6 +155,16 @@ class HttpConfig(_Model):
     token: str | None = None
     basic_user: str | None = None
     basic_password: str | None = None
+    #: serve https with this PEM certificate (chain) and private key; both or neither. Relative to the
+    #: config file's directory; made absolute and loaded once when the config is loaded
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+
+class CurveConfig(_Model):
+    #: ZeroMQ CURVE keys (``zmqcam-daemon keygen DIR``); None: tcp endpoints are plain. Relative to
+    #: the config file's directory; made absolute when the config is loaded (see ``zmqcam.security``)
+    key_dir: str | None = None
 
 
 class Config(_Model):
@@ -157,6 +172,7 @@ class Config(_Model):
     camera: Annotated[list[CameraConfig], Field(min_length=1)]
     stitch: StitchConfig = Field(default_factory=StitchConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    curve: CurveConfig = Field(default_factory=CurveConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -176,6 +192,17 @@ class Config(_Model):
         if isinstance(cam, str):
             cam = self.camera_named(cam)
         return self.expand(cam.endpoint or "ipc://{run_dir}/cam-" + cam.name + ".sock")
+
+    def consumer_endpoint(self, stream: str) -> str:
+        """Where every consumer (stitcher, bridge, status, record, ``Subscriber``) connects for
+        ``stream``, "pano" or a camera name: its ``connect`` if set, else where its producer binds
+        (a wildcard host made loopback). KeyError for an unknown camera."""
+        if stream == "pano":  # protocol.PANO; config does not import the wire format
+            bound, connect = self.pano_endpoints[0], self.stitch.connect
+        else:
+            cam = self.camera_named(stream)
+            bound, connect = self.camera_endpoint(cam), cam.connect
+        return self.expand(connect) if connect is not None else connect_endpoint(bound)
 
     @property
     def stitched_cameras(self) -> list[CameraConfig]:
@@ -225,17 +252,25 @@ def infer_kind(source: str) -> str:
 
 def load_config(path: str | os.PathLike[str], *, transport: str | None = None) -> Config:
     """Load a TOML or original-format JSON config. ``transport`` ("jpg" or "rtsp") picks the URL
-    of original-format cameras that list both; it overrides the file's top-level ``transport``."""
+    of original-format cameras that list both; it overrides the file's top-level ``transport``.
+    A relative ``curve.key_dir`` is relative to the file's directory."""
     p = Path(path)
     label = str(path)
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{label}: cannot read: {getattr(exc, 'strerror', None) or exc}"]) from None
-    return parse_config(text, label=label, is_json=p.suffix.lower() == ".json", transport=transport)
+    return parse_config(text, label=label, is_json=p.suffix.lower() == ".json", transport=transport, base_dir=p.parent)
 
 
-def parse_config(text: str, *, label: str = "<config>", is_json: bool = False, transport: str | None = None) -> Config:
+def parse_config(
+    text: str,
+    *,
+    label: str = "<config>",
+    is_json: bool = False,
+    transport: str | None = None,
+    base_dir: Path | None = None,
+) -> Config:
     if is_json:
         try:
             data = json.loads(text)
@@ -250,11 +285,14 @@ def parse_config(text: str, *, label: str = "<config>", is_json: bool = False, t
         raise ConfigError([f"{label}: invalid TOML: {exc}"]) from None
     except RecursionError:
         raise ConfigError([f"{label}: invalid TOML: nested too deeply"]) from None
-    return from_dict(data, label=label)
+    return from_dict(data, label=label, base_dir=base_dir)
 
 
-def from_dict(data: Any, *, label: str = "<config>", rename: dict[str, str] | None = None) -> Config:
-    """Validate a TOML-shaped dict. ``rename`` maps key names back to the user's file format."""
+def from_dict(
+    data: Any, *, label: str = "<config>", rename: dict[str, str] | None = None, base_dir: Path | None = None
+) -> Config:
+    """Validate a TOML-shaped dict. ``rename`` maps key names back to the user's file format;
+    ``base_dir`` is what a relative ``curve.key_dir`` is relative to (default: the working directory)."""
     if not isinstance(data, dict):
         raise ConfigError([f"{label}: the top level must be a table, got {_show(data)}"])
     try:
@@ -264,7 +302,69 @@ def from_dict(data: Any, *, label: str = "<config>", rename: dict[str, str] | No
     problems = [_line(label, path, value, msg, rename) for path, value, msg in _cross_checks(config)]
     if problems:
         raise ConfigError(problems)
+    if config.curve.key_dir is not None:
+        config = _with_checked_keys(config, label, base_dir)
+    if config.http.tls_cert is not None and config.http.tls_key is not None:
+        config = _with_checked_tls(config, label, base_dir)
     return config
+
+
+def _with_checked_keys(config: Config, label: str, base_dir: Path | None) -> Config:
+    """``config`` with ``curve.key_dir`` made absolute (children may run elsewhere), after checking
+    that every key file is there and valid: a missing key is a config error, not a crash at start."""
+    from zmqcam import security  # imports zmq.auth; only configs that use CURVE need it
+
+    value = config.curve.key_dir
+    assert value is not None
+    try:
+        key_dir = Path(os.path.abspath(Path(base_dir or ".") / os.path.expanduser(value)))
+    except ValueError as exc:  # a NUL byte in the path
+        raise ConfigError([_line(label, "curve.key_dir", value, str(exc), None)]) from None
+    problems = [
+        _line(label, "curve.key_dir", value, f"{str(path)!r}: {reason}", None)
+        for path, reason in security.key_dir_problems(key_dir)
+    ]
+    if problems:
+        raise ConfigError(problems)
+    return config.model_copy(update={"curve": CurveConfig(key_dir=str(key_dir))})
+
+
+#: what each TLS file must contain, checked first so that a swapped or wrong file gets a clear reason
+_PEM_MARKERS = {
+    "tls_cert": (b"-----BEGIN CERTIFICATE-----", "a PEM certificate"),
+    "tls_key": (b"PRIVATE KEY-----", "a PEM private key"),
+}
+
+
+def _with_checked_tls(config: Config, label: str, base_dir: Path | None) -> Config:
+    """``config`` with ``http.tls_cert`` and ``tls_key`` made absolute, after loading them once: a
+    missing, unreadable or mismatched file is a config error, not a bridge that fails at start."""
+    import ssl
+
+    paths: dict[str, str] = {}
+    problems = []
+    for key, (marker, what) in _PEM_MARKERS.items():
+        value = getattr(config.http, key)
+        try:
+            paths[key] = os.path.abspath(Path(base_dir or ".") / os.path.expanduser(value))
+            with open(paths[key], "rb") as file:
+                content = file.read(1 << 20)
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+            reason = f"cannot read: {getattr(exc, 'strerror', None) or exc}"
+            problems.append(_line(label, f"http.{key}", value, reason, None))
+            continue
+        if marker not in content:
+            problems.append(_line(label, f"http.{key}", value, f"not {what}", None))
+    if not problems:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(paths["tls_cert"], paths["tls_key"])
+        except ssl.SSLError as exc:
+            why = str(exc.reason or exc)
+            reason = "does not match tls_key" if "MISMATCH" in why else f"cannot be loaded with tls_key: {why}"
+            problems.append(_line(label, "http.tls_cert", config.http.tls_cert, reason, None))
+    if problems:
+        raise ConfigError(problems)
+    return config.model_copy(update={"http": config.http.model_copy(update=paths)})
 
 
 def _show(value: Any) -> str:
@@ -344,9 +444,9 @@ def _cross_checks(config: Config) -> Iterator[tuple[str, Any, str]]:
             yield f"{where}.crop.front", front, f"must be less than crop.back ({back})"
         if back > geo.width:
             yield f"{where}.crop.back", back, f"must be <= perspective.width ({geo.width})"
-        for key, endpoint in (("endpoint", cam.endpoint),):
+        for key, endpoint in (("endpoint", cam.endpoint), ("connect", cam.connect)):
             if endpoint is not None:
-                yield from _check_endpoint(f"{where}.{key}", config.expand(endpoint))
+                yield from _check_endpoint(f"{where}.{key}", config.expand(endpoint), connect=key == "connect")
     if config.stitch.cameras is not None:
         for j, name in enumerate(config.stitch.cameras):
             if name not in names:
@@ -367,16 +467,22 @@ def _cross_checks(config: Config) -> Iterator[tuple[str, Any, str]]:
     yield from _check_endpoint("stitch.endpoint", config.expand(config.stitch.endpoint))
     for j, endpoint in enumerate(config.stitch.extra_endpoints):
         yield from _check_endpoint(f"stitch.extra_endpoints[{j}]", config.expand(endpoint))
+    if config.stitch.connect is not None:
+        yield from _check_endpoint("stitch.connect", config.expand(config.stitch.connect), connect=True)
     if (config.http.basic_user is None) != (config.http.basic_password is None):
         yield "http.basic_user", config.http.basic_user, "basic_user and basic_password go together"
+    if (config.http.tls_cert is None) != (config.http.tls_key is None):
+        yield "http.tls_cert", config.http.tls_cert, "tls_cert and tls_key go together"
 
 
-def _check_endpoint(path: str, endpoint: str) -> Iterator[tuple[str, Any, str]]:
+def _check_endpoint(path: str, endpoint: str, connect: bool = False) -> Iterator[tuple[str, Any, str]]:
     if endpoint.startswith("ipc://"):
         if len(endpoint) - len("ipc://") > MAX_IPC_PATH:
             yield path, endpoint, f"ipc socket path longer than {MAX_IPC_PATH} bytes (use a shorter run_dir)"
     elif not re.match(r"^tcp://[^:/\s]+:\d{1,5}$", endpoint):
         yield path, endpoint, "must be ipc://PATH or tcp://HOST:PORT"
+    elif connect and re.match(r"^tcp://(\*|0\.0\.0\.0):", endpoint):
+        yield path, endpoint, "consumers cannot connect to a wildcard address: name the publisher's host"
 
 
 def _is_convex_quad(points: list[list[float]]) -> bool:

@@ -6,6 +6,11 @@ A child that crashes is restarted with backoff, at most ``RESTART_BUDGET`` times
 watchdog pattern). A child that exits cleanly is left alone. SIGTERM/SIGINT stop everything in
 reverse start order; SIGHUP reloads the config, restarting only the children whose part changed.
 
+Roles (``--role``): a daemon runs all three parts, or some of them, so that one config serves a
+rig split over hosts: ``--role grabbers`` near the cameras binds their endpoints, ``--role
+stitcher,bridge`` elsewhere connects to them (``Config.consumer_endpoint``). Everything that
+touches endpoints here (port checks, socket clean-up, the announcement) follows the role.
+
 The run directory holds the ipc sockets, ``zmqcam.pid``, a ``zmqcam.lock`` held for the daemon's
 life (so a second daemon on the same run_dir is refused, and a SIGKILLed one leaves nothing that
 blocks the next start) and ``daemon.json``, the process table that ``zmqcam-daemon status`` reads.
@@ -30,6 +35,7 @@ from multiprocessing.connection import wait as wait_for_any
 from pathlib import Path
 from typing import Any
 
+from zmqcam import protocol
 from zmqcam.config import Config, load_config
 from zmqcam.errors import ConfigError, ZmqcamError
 from zmqcam.grabber import default_source_kwargs, run_grabber
@@ -73,29 +79,88 @@ class Child:
     started_at: float = 0.0
 
 
+PARTS = ("grabbers", "stitcher", "bridge")
+
+
+def parse_role(role: str) -> set[str]:
+    """``--role``: "all", or a comma list of grabbers, stitcher, bridge (checked by the CLI)."""
+    return set(PARTS) if role == "all" else {part.strip() for part in role.split(",")}
+
+
 def child_specs(config: Config, role: str = "all") -> list[ChildSpec]:
     """The processes a config needs, in start order (grabbers, stitcher, bridge)."""
     from zmqcam.http import run_bridge
     from zmqcam.stitcher import run_stitcher
 
-    roles = {"grabbers", "stitcher", "bridge"} if role == "all" else set(role.split(","))
+    roles = parse_role(role)
+    curve = config.curve.key_dir
     specs = []
     if "grabbers" in roles:
         for cam in config.camera:
             extra = default_source_kwargs(config, cam)
-            fp = _fingerprint(cam.model_dump(), config.camera_endpoint(cam), config.daemon.log_level, extra)
+            fp = _fingerprint(cam.model_dump(), config.camera_endpoint(cam), config.daemon.log_level, extra, curve)
             specs.append(ChildSpec(f"grabber:{cam.name}", run_grabber, (config, cam.name), fp))
     if "stitcher" in roles and config.stitch.enabled:
-        geometry = [(c.model_dump(), config.camera_endpoint(c)) for c in config.stitched_cameras]
-        fp = _fingerprint(config.stitch.model_dump(), geometry, config.run_dir, config.daemon.log_level)
+        geometry = [(c.model_dump(), config.consumer_endpoint(c.name)) for c in config.stitched_cameras]
+        fp = _fingerprint(config.stitch.model_dump(), geometry, config.run_dir, config.daemon.log_level, curve)
         specs.append(ChildSpec("stitcher", run_stitcher, (config,), fp))
     if "bridge" in roles and config.http.enabled:
-        streams = [(c.name, c.source_kind, config.camera_endpoint(c)) for c in config.camera]
-        fp = _fingerprint(
-            config.http.model_dump(), streams, config.pano_endpoints, config.pano_size, config.daemon.log_level
-        )
+        streams = [(c.name, c.source_kind, config.consumer_endpoint(c.name)) for c in config.camera]
+        pano = config.consumer_endpoint(protocol.PANO) if config.stitch.enabled else None
+        fp = _fingerprint(config.http.model_dump(), streams, pano, config.pano_size, config.daemon.log_level, curve)
         specs.append(ChildSpec("bridge", run_bridge, (config,), fp))
     return specs
+
+
+def bound_endpoints(config: Config, role: str = "all") -> list[tuple[str, str]]:
+    """(what, endpoint) for every endpoint the processes of ``role`` bind."""
+    roles = parse_role(role)
+    bound = []
+    if "grabbers" in roles:
+        bound += [(f"camera {c.name}", config.camera_endpoint(c)) for c in config.camera]
+    if "stitcher" in roles and config.stitch.enabled:
+        bound += [("stitch", e) for e in config.pano_endpoints]
+    return bound
+
+
+def upstream_streams(config: Config, role: str = "all") -> list[str]:
+    """The streams the processes of ``role`` read from another daemon (a part this one does not run)."""
+    roles = parse_role(role)
+    wanted: list[str] = []
+    if "stitcher" in roles and config.stitch.enabled:
+        wanted += [c.name for c in config.stitched_cameras]
+    if "bridge" in roles and config.http.enabled:
+        wanted += [c.name for c in config.camera] + ([protocol.PANO] if config.stitch.enabled else [])
+    local = {c.name for c in config.camera} if "grabbers" in roles else set()
+    if "stitcher" in roles and config.stitch.enabled:
+        local.add(protocol.PANO)
+    return [s for s in dict.fromkeys(wanted) if s not in local]
+
+
+def reachable_streams(config: Config, role: str = "all") -> list[str]:
+    """What ``zmqcam-daemon status`` asks a daemon of ``role`` about: the streams it publishes and
+    the ones it reads from other daemons."""
+    roles = parse_role(role)
+    own = [c.name for c in config.camera] if "grabbers" in roles else []
+    if "stitcher" in roles and config.stitch.enabled:
+        own.append(protocol.PANO)
+    return list(dict.fromkeys(own + upstream_streams(config, role)))
+
+
+def check_upstreams(config: Config, role: str = "all") -> None:
+    """A part split off to another daemon must be reachable: an ipc endpoint inside this daemon's
+    own run_dir can be bound by nobody else (the run_dir is locked to one daemon)."""
+    if not child_specs(config, role):
+        raise StartError(f"--role {role}: nothing to run with this config (stitch or http disabled)")
+    run_dir = str(config.run_dir).rstrip("/") + "/"
+    for stream in upstream_streams(config, role):
+        endpoint = config.consumer_endpoint(stream)
+        if endpoint.startswith("ipc://") and endpoint[len("ipc://") :].startswith(run_dir):
+            key = "stitch" if stream == protocol.PANO else f"camera[{config.camera.index(config.camera_named(stream))}]"
+            raise StartError(
+                f"--role {role}: {stream} is published at {endpoint}, inside this daemon's own run_dir, where no "
+                f"other daemon can bind it; give {key} a tcp:// endpoint (and a connect address) to split the rig"
+            )
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -165,14 +230,9 @@ def daemon_running(run_dir: Path) -> int | None:
 def check_ports(config: Config, role: str = "all") -> None:
     """Fail early, with one line, when a TCP port the daemon needs is taken."""
     wanted: list[tuple[str, str, int]] = []
-    if (role in ("all",) or "bridge" in role) and config.http.enabled:
+    if "bridge" in parse_role(role) and config.http.enabled:
         wanted.append(("http", config.http.host, config.http.port))
-    endpoints: list[tuple[str, str]] = []
-    if role == "all" or "grabbers" in role:
-        endpoints += [(f"camera {c.name}", config.camera_endpoint(c)) for c in config.camera]
-    if (role == "all" or "stitcher" in role) and config.stitch.enabled:
-        endpoints += [("stitch", e) for e in config.pano_endpoints]
-    for what, endpoint in endpoints:
+    for what, endpoint in bound_endpoints(config, role):
         if endpoint.startswith("tcp://"):
             host, _, port_text = endpoint[6:].rpartition(":")
             wanted.append((what, "0.0.0.0" if host == "*" else host, int(port_text)))
@@ -187,8 +247,10 @@ def check_ports(config: Config, role: str = "all") -> None:
                 raise StartError(f"{what}: cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-def remove_sockets(config: Config) -> None:
-    for endpoint in [config.camera_endpoint(c) for c in config.camera] + config.pano_endpoints:
+def remove_sockets(config: Config, role: str = "all") -> None:
+    """Unlink the ipc socket files of the parts this daemon runs (only those: another daemon may
+    be serving the others from the same directory)."""
+    for _, endpoint in bound_endpoints(config, role):
         if endpoint.startswith("ipc://"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(endpoint[len("ipc://") :])
@@ -375,7 +437,12 @@ class Supervisor:
             }
             for name, c in self.children.items()
         }
-        state = {"pid": os.getpid(), "config": self.config_path or "<built-in default>", "children": table}
+        state = {
+            "pid": os.getpid(),
+            "config": self.config_path or "<built-in default>",
+            "role": self.role,
+            "children": table,
+        }
         tmp = self.config.run_dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(state, indent=1))
         os.replace(tmp, self.config.run_dir / STATE_FILE)
@@ -415,9 +482,10 @@ def serve(config: Config, config_path: str | None, role: str = "all", announce: 
     run_dir = config.run_dir
     prepare_run_dir(run_dir)
     with run_dir_lock(run_dir):
+        check_upstreams(config, role)
         check_ports(config, role)
         # a daemon killed with SIGKILL left its sockets: remove them before anyone connects
-        remove_sockets(config)
+        remove_sockets(config, role)
         (run_dir / PID_FILE).write_text(f"{os.getpid()}\n")
         supervisor = Supervisor(config, config_path, role)
         supervisor.install_signals()
@@ -426,7 +494,7 @@ def serve(config: Config, config_path: str | None, role: str = "all", announce: 
         try:
             supervisor.run()
         finally:
-            remove_sockets(config)
+            remove_sockets(config, role)
             for name in (PID_FILE, STATE_FILE):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(run_dir / name)
@@ -434,15 +502,27 @@ def serve(config: Config, config_path: str | None, role: str = "all", announce: 
 
 
 def where_to_look(config: Config, role: str = "all") -> list[str]:
+    roles = parse_role(role)
+    curve = config.curve.key_dir is not None
+
+    def show(endpoint: str) -> str:
+        return endpoint + (" (CURVE)" if curve and endpoint.startswith("tcp://") else "")
+
     lines = []
-    if config.http.enabled and (role == "all" or "bridge" in role):
+    if config.http.enabled and "bridge" in roles:
         host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::", "") else config.http.host
         lines.append(
             f"zmqcam: panorama at http://{host}:{config.http.port}/stream (page: http://{host}:{config.http.port}/)"
         )
-    if config.stitch.enabled and (role == "all" or "stitcher" in role):
-        lines.append(f"zmqcam: panorama topics 'pano raw' / 'pano jpeg' on {', '.join(config.pano_endpoints)}")
-    if role == "all" or "grabbers" in role:
+    if config.stitch.enabled and "stitcher" in roles:
+        shown = ", ".join(show(e) for e in config.pano_endpoints)
+        lines.append(f"zmqcam: panorama topics 'pano raw' / 'pano jpeg' on {shown}")
+    if "grabbers" in roles:
         for cam in config.camera:
-            lines.append(f"zmqcam: camera {cam.name} ({cam.source_kind}) on {config.camera_endpoint(cam)}")
+            lines.append(f"zmqcam: camera {cam.name} ({cam.source_kind}) on {show(config.camera_endpoint(cam))}")
+    for stream in upstream_streams(config, role):
+        what = "panorama" if stream == protocol.PANO else f"camera {stream}"
+        lines.append(f"zmqcam: reading {what} from {show(config.consumer_endpoint(stream))}")
+    if not curve and any(e.startswith("tcp://") for _, e in bound_endpoints(config, role)):
+        lines.append("zmqcam: tcp endpoints are not encrypted; see [curve] key_dir and `zmqcam-daemon keygen`")
     return lines

@@ -6,6 +6,7 @@ ZmqcamError
 └── SourceError          a camera misbehaved; the grabber reconnects with backoff
     ├── SourceTimeout    connect or read took longer than its timeout
     ├── SourceBusy       the camera accepted us but serves someone else (ESP32: one client)
+    ├── SourceEnded      a file or recording with loop = false played to its end (not a loss)
     └── CorruptFrame     one frame was bad; skip it, keep the connection
 """
 
@@ -38,6 +39,11 @@ class SourceTimeout(SourceError):
 
 class SourceBusy(SourceError):
     """The camera accepted the connection but serves another client."""
+
+
+class SourceEnded(SourceError):
+    """A file or recording with ``loop = false`` played to its end. Not a lost camera: the grabber
+    reports the camera "ended" instead of reconnecting (which would replay it after a backoff)."""
 
 
 class CorruptFrame(SourceError):

@@ -25,9 +25,9 @@ import numpy as np
 import simplejpeg
 import zmq
 
-from zmqcam import bus, protocol
+from zmqcam import bus, protocol, security
 from zmqcam.config import CameraConfig, Config
-from zmqcam.errors import CorruptFrame, SourceBusy, SourceError, SourceTimeout
+from zmqcam.errors import CorruptFrame, SourceBusy, SourceEnded, SourceError, SourceTimeout
 from zmqcam.process import Shutdown, setup_child
 from zmqcam.sources import Source, SourceFrame, create_source
 
@@ -45,6 +45,7 @@ CONNECTING = "connecting"
 LIVE = "live"
 LOST = "lost"  # waiting out a backoff before the next connect
 BUSY = "busy"  # the camera serves someone else
+ENDED = "ended"  # a file or recording with loop = false played to its end
 
 
 class Backoff:
@@ -167,6 +168,9 @@ class Capture(threading.Thread):
             live_since = time.monotonic()
             log.info("%s: connected (%s)", cam.name, source.describe())
             self._stream(source, out)
+        except SourceEnded as exc:
+            if self.wanted and not self.stopping:
+                self._ended(source, exc)
         except Exception as exc:  # a broken source must not kill the grabber
             if self.wanted and not self.stopping:  # else: closed on purpose by the main thread
                 self._lost(source, exc, live_since)
@@ -195,6 +199,16 @@ class Capture(threading.Thread):
             log.error("%s: source failed unexpectedly; reconnecting in %.1f s", cam.name, delay, exc_info=exc)
         self._close(source)  # the camera is free for others during the backoff
         self._sleep(delay)
+
+    def _ended(self, source: Source, exc: SourceEnded) -> None:
+        """The end of a file that does not loop: report "ended" rather than a lost camera (which
+        would replay it after each backoff and count reconnects). It stays ended while it is
+        wanted; once released (idle_timeout without subscribers), the next viewer plays it again."""
+        self.state = ENDED
+        log.info("%s: %s; ended (plays again when next woken)", self.camera.name, exc)
+        self._close(source)
+        while self.wanted and not self.stopping:
+            self._sleep(1.0)
 
     def _close(self, source: Source) -> None:
         self._source = None
@@ -280,7 +294,7 @@ class Grabber:
         self.ctx = ctx
         self.name = camera.name
         self.demand = bus.Demand()
-        self.pub = bus.make_publisher(ctx, [config.camera_endpoint(camera)])
+        self.pub = bus.make_publisher(ctx, [config.camera_endpoint(camera)], curve=security.server_keys(config))
         pair_endpoint = f"inproc://capture-{camera.name}"
         self.inbox = ctx.socket(zmq.PAIR)
         self.inbox.setsockopt(zmq.LINGER, 0)
@@ -399,7 +413,10 @@ def run_grabber(config: Config, camera_name: str, source_kwargs: dict[str, Any] 
         source_kwargs = default_source_kwargs(config, camera)
     ctx = zmq.Context()
     grabber = None
+    auth = None
     try:
+        # before the publisher binds: with CURVE, only authorized keys may subscribe over tcp
+        auth = security.start_authenticator(ctx, security.server_keys(config))
         grabber = Grabber(config, camera, ctx, source_kwargs)
         grabber.run()
     except Shutdown:
@@ -407,6 +424,7 @@ def run_grabber(config: Config, camera_name: str, source_kwargs: dict[str, Any] 
     finally:
         if grabber is not None:
             grabber.close()
+        security.stop_authenticator(auth)
         # a capture thread stuck in a camera read still holds its socket: exit without term()
         if grabber is None or not grabber.capture.is_alive():
             ctx.term()

@@ -45,8 +45,8 @@ from typing import IO, Any, NamedTuple, TextIO
 
 import zmq
 
-from zmqcam import bus, protocol
-from zmqcam.config import Config, connect_endpoint
+from zmqcam import bus, protocol, security
+from zmqcam.config import Config
 from zmqcam.errors import ProtocolError, ZmqcamError
 
 __all__ = [
@@ -414,13 +414,9 @@ class Recorder:
         self._last_frame = dict.fromkeys(self.cameras, 0.0)  # monotonic
         self._lost: set[str] = set()
         self._hinted = False
-        endpoints = sorted({connect_endpoint(config.camera_endpoint(n)) for n in self.cameras})
+        endpoints = sorted({config.consumer_endpoint(n) for n in self.cameras})
         topics = [protocol.topic(n, protocol.JPEG) for n in self.cameras]
-        self.sub = bus.make_subscriber(ctx, [], topics)
-        # set before connecting, so that it applies to the connections
-        self.sub.setsockopt(zmq.RCVHWM, RECV_HWM)
-        for endpoint in endpoints:
-            self.sub.connect(endpoint)
+        self.sub = bus.make_subscriber(ctx, endpoints, topics, curve=security.client_keys(config), rcvhwm=RECV_HWM)
 
     # -- the loop
 

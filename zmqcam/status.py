@@ -6,27 +6,35 @@ Status subscriptions never count as demand, so reading status never wakes a came
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 import zmq
 
-from zmqcam import bus, protocol
-from zmqcam.config import Config, connect_endpoint
+from zmqcam import bus, protocol, security
+from zmqcam.config import Config
 from zmqcam.errors import ProtocolError
 
 
+def all_streams(config: Config) -> list[str]:
+    """Every stream of a whole rig: each camera, and ``pano`` when the stitcher is enabled."""
+    return [c.name for c in config.camera] + ([protocol.PANO] if config.stitch.enabled else [])
+
+
 def collect_status(
-    config: Config, timeout: float = 1.5, ctx: zmq.Context[Any] | None = None
+    config: Config,
+    timeout: float = 1.5,
+    ctx: zmq.Context[Any] | None = None,
+    streams: Collection[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """One status message per stream (every camera and ``pano``), waiting at most ``timeout`` s."""
+    """One status message per stream (default: ``all_streams``), waiting at most ``timeout`` s.
+    Streams are read where consumers connect (``Config.consumer_endpoint``), with the config's
+    CURVE keys on tcp, so a daemon running one role sees the streams it can reach on other hosts."""
     context = ctx or zmq.Context.instance()
-    endpoints = {connect_endpoint(config.camera_endpoint(c)) for c in config.camera}
-    wanted = {c.name for c in config.camera}
-    if config.stitch.enabled:
-        endpoints.add(connect_endpoint(config.pano_endpoints[0]))
-        wanted.add(protocol.PANO)
+    wanted = set(all_streams(config) if streams is None else streams)
+    endpoints = {config.consumer_endpoint(name) for name in wanted}
     topics = [protocol.topic(name, protocol.STATUS) for name in wanted]
-    sock = bus.make_subscriber(context, sorted(endpoints), topics)
+    sock = bus.make_subscriber(context, sorted(endpoints), topics, curve=security.client_keys(config))
     found: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout
     try:

@@ -22,8 +22,8 @@ from typing import Any
 import simplejpeg
 import zmq
 
-from zmqcam import bus, protocol
-from zmqcam.config import Config, connect_endpoint
+from zmqcam import bus, protocol, security
+from zmqcam.config import Config
 from zmqcam.errors import ProtocolError
 from zmqcam.process import Shutdown, setup_child
 from zmqcam.remap import PanoramaComposer
@@ -73,9 +73,9 @@ class Stitcher:
         self.slots = [Slot(c.name, c.fps) for c in cameras]
         self.by_name = {s.name: s for s in self.slots}
         self.demand = bus.Demand()
-        self.pub = bus.make_publisher(ctx, config.pano_endpoints)
-        upstream = sorted({connect_endpoint(config.camera_endpoint(c)) for c in cameras})
-        self.sub = bus.make_subscriber(ctx, upstream)
+        self.pub = bus.make_publisher(ctx, config.pano_endpoints, curve=security.server_keys(config))
+        upstream = sorted({config.consumer_endpoint(c.name) for c in cameras})
+        self.sub = bus.make_subscriber(ctx, upstream, curve=security.client_keys(config))
         self.raw_topics = [protocol.topic(c.name, protocol.RAW) for c in cameras]
         self.topic_raw = protocol.topic(protocol.PANO, protocol.RAW)
         self.topic_jpeg = protocol.topic(protocol.PANO, protocol.JPEG)
@@ -279,9 +279,13 @@ def run_stitcher(config: Config) -> None:
     """Process entry point (``multiprocessing`` target): run until SIGTERM/SIGINT."""
     setup_child("zmqcam:stitcher", config.daemon.log_level)
     ctx = zmq.Context()
+    auth = None
     try:
+        # before the publisher binds: with CURVE, only authorized keys may subscribe over tcp
+        auth = security.start_authenticator(ctx, security.server_keys(config))
         Stitcher(config, ctx).run()
     except Shutdown:
         pass
     finally:
+        security.stop_authenticator(auth)
         ctx.term()

@@ -22,6 +22,7 @@ CAMERA_STATES = {
     "live": "live",
     "lost": "no signal",
     "busy": "no signal",
+    "ended": "ended",  # a file or recording with loop = false played to its end
 }
 
 

@@ -15,6 +15,11 @@ writer (the aiohttp handler task): it writes the newest part, waits until the ke
 then takes whatever is newest by then, so a slow client skips frames instead of queueing them, and a
 client whose write stalls for ``write_timeout`` seconds is dropped. Per client the bridge therefore
 holds at most one part in its buffer, whatever the clients do.
+
+Per frame and client the writer does as little as it can: it waits on the channel's event (woken by
+a new frame, the channel's keepalive or shutdown) and writes; the stall check is one timer per
+client that looks at the write in progress, not an ``asyncio.wait_for`` per write. How the bridge
+listens (TLS, the connection cap, the request-head deadline) is ``zmqcam.http.listener``.
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +46,14 @@ from aiohttp.http_exceptions import HttpProcessingError
 from zmqcam import protocol
 from zmqcam.config import Config
 from zmqcam.http import auth, report
-from zmqcam.http.hub import BOUNDARY, LIVE, OPENING, WAKING, Channel, Hub, Part, make_part
+from zmqcam.http.hub import BOUNDARY, KEEPALIVE, LIVE, OPENING, WAKING, Channel, Hub, Part, make_part
+from zmqcam.http.listener import (
+    HEAD_TIMEOUT,
+    KEEPALIVE_TIMEOUT,
+    SPARE_CONNECTIONS,
+    GuardedSite,
+    server_ssl_context,
+)
 from zmqcam.http.page import render_card, render_page
 from zmqcam.process import Shutdown, setup_child
 
@@ -47,12 +61,10 @@ log = logging.getLogger(__name__)
 
 #: a client whose single write (one frame) takes longer than this is disconnected
 WRITE_TIMEOUT = 10.0
-#: with no new frame for this long, a stream client is sent the newest frame (or the card) again:
-#: players keep the connection open and the bridge notices viewers that went away
-KEEPALIVE = 2.0
 MAX_FPS = 240.0
 MIN_FPS = 0.01
 RETRY_AFTER = "2"
+_DECIMAL = re.compile(r"[+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?", re.ASCII)
 #: the file (in run_dir) telling other programs and tests where the bridge listens
 ANNOUNCE_FILE = "bridge.json"
 
@@ -75,8 +87,35 @@ class _QuietBadRequests(logging.Filter):
         return True
 
 
-class _ClientGone(Exception):
-    """The client disconnected or was dropped for stalling."""
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class _StallWatch:
+    """Drops a streaming client whose single write has taken over ``timeout`` seconds.
+
+    One timer per client, re-armed lazily: a write only records when it started (and clears that
+    when done); the timer, firing about once per ``timeout``, checks the write in progress."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float, on_stall: Callable[[], None]) -> None:
+        self._loop = loop
+        self._timeout = timeout
+        self._on_stall = on_stall
+        #: loop time the write in progress started; None between writes
+        self.writing_since: float | None = None
+        self._timer = loop.call_later(timeout, self._check)
+
+    def _check(self) -> None:
+        since = self.writing_since
+        now = self._loop.time()
+        if since is not None and now - since >= self._timeout - 0.001:
+            self._on_stall()
+            return
+        self._timer = self._loop.call_at((since if since is not None else now) + self._timeout, self._check)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
 
 
 def _bad_request(reason: str) -> web.HTTPBadRequest:
@@ -86,14 +125,23 @@ def _bad_request(reason: str) -> web.HTTPBadRequest:
 class Bridge:
     """The aiohttp application and everything it serves from. Create inside a running event loop."""
 
-    def __init__(self, config: Config, *, write_timeout: float = WRITE_TIMEOUT, keepalive: float = KEEPALIVE) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        write_timeout: float = WRITE_TIMEOUT,
+        keepalive: float = KEEPALIVE,
+        head_timeout: float = HEAD_TIMEOUT,
+    ) -> None:
         self.config = config
         self.http = config.http
         self.write_timeout = write_timeout
-        self.keepalive = keepalive
+        self.head_timeout = head_timeout
         self.camera_names = [cam.name for cam in config.camera]
         self.ctx = zmq.asyncio.Context()
         self.hub = Hub(config, self.ctx, self._make_card)
+        for channel in self.hub.channels.values():
+            channel.keepalive = keepalive
         self.page = render_page(config).encode()
         self.clients = 0
         self.viewers: collections.Counter[str] = collections.Counter()
@@ -106,10 +154,15 @@ class Bridge:
             "frames_skipped": 0,
             "snapshots": 0,
             "snapshot_timeouts": 0,
+            "head_timeouts": 0,
+            "refused_connections": 0,
         }
         self.responses: collections.Counter[int] = collections.Counter()
         self.port: int | None = None
+        self.site: GuardedSite | None = None
         self.closing = asyncio.Event()
+        #: fps-capped writers pausing between frames; resolved at once on shutdown
+        self._pauses: set[asyncio.Future[None]] = set()
         self._started = time.monotonic()
         self.app = self._make_app()
 
@@ -154,12 +207,22 @@ class Bridge:
         return CountingAccessLogger
 
     async def _on_shutdown(self, app: web.Application) -> None:
+        self._close_streams()
+
+    def _close_streams(self) -> None:
         self.closing.set()
         self.hub.wake_all()
+        for waiter in self._pauses:
+            _resolve(waiter)
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.counters["requests"] += 1
+        if self.site is not None:
+            self.site.request_started(request.protocol)
+        if request.version < (1, 0):
+            # aiohttp takes a request line without a version for HTTP/0.9 and would serve it
+            return web.Response(status=400, text="400: HTTP/1.0 or HTTP/1.1 requests only\n")
         if not auth.authorized(self.http, request):
             self.counters["unauthorized"] += 1
             return web.Response(
@@ -196,10 +259,10 @@ class Bridge:
             return None
         if len(values) > 1:
             raise _bad_request("fps is given more than once")
-        try:
-            fps = float(values[0])
-        except ValueError:
-            raise _bad_request(f"fps must be a number, got {values[0][:40]!r}") from None
+        # plain ASCII decimals only: float() also takes "1_0", " 5 " and non-ASCII digits
+        if not _DECIMAL.fullmatch(values[0]):
+            raise _bad_request(f"fps must be a number, got {values[0][:40]!r}")
+        fps = float(values[0])
         if not (math.isfinite(fps) and MIN_FPS <= fps <= MAX_FPS):
             raise _bad_request(f"fps must be between {MIN_FPS:g} and {MAX_FPS:g}, got {values[0][:40]!r}")
         return fps
@@ -239,36 +302,51 @@ class Bridge:
         self.clients += 1
         self.viewers[channel.stream] += 1
         channel.acquire()
+        transport = request.transport
+        watch = _StallWatch(asyncio.get_running_loop(), self.write_timeout, lambda: self._drop(request))
         try:
             await response.prepare(request)
-            if request.transport is not None:
+            if transport is not None:
                 # a write counts as done once the kernel took all of it: the next frame is chosen
                 # only then, so the newest frame wins and nothing piles up in our buffer
-                request.transport.set_write_buffer_limits(high=0)
-            await self._write(request, response, OPENING)
-            await self._serve_frames(request, response, channel, fps)
-        except (_ClientGone, ConnectionError):
-            pass
+                transport.set_write_buffer_limits(high=0)
+            await self._write(request, response, OPENING, watch)
+            await self._serve_frames(request, response, channel, fps, watch)
+        except ConnectionError:
+            pass  # the client left, or was dropped for stalling (see _drop)
         finally:
+            watch.cancel()
             channel.release()
             self.viewers[channel.stream] -= 1
             self.clients -= 1
         return response
 
+    def _drop(self, request: web.Request) -> None:
+        self.counters["dropped"] += 1
+        log.info("dropping client %s: one write took over %g s", request.remote, self.write_timeout)
+        if request.transport is not None:
+            # the handler is cancelled (handler_cancellation) or its write fails: it cleans up
+            request.transport.abort()
+
     async def _serve_frames(
-        self, request: web.Request, response: web.StreamResponse, channel: Channel, fps: float | None
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        channel: Channel,
+        fps: float | None,
+        watch: _StallWatch,
     ) -> None:
         loop = asyncio.get_running_loop()
         part = channel.fresh() or channel.card
         gen = channel.gen
-        await self._write(request, response, part.chunk)
+        await self._write(request, response, part.chunk, watch)
         sent_at = loop.time()
         while not self.closing.is_set():
             if fps is not None:
                 delay = sent_at + 1.0 / fps - loop.time()
-                if delay > 0 and await self._closing_within(delay):
+                if delay > 0 and await self._pause(delay):
                     return
-            if await channel.wait_newer(gen, self.keepalive):
+            if await channel.wait_newer(gen):
                 if self.closing.is_set():
                     return
                 skipped = channel.gen - gen - 1
@@ -278,34 +356,33 @@ class Bridge:
                 gen = channel.gen
                 part = channel.latest or channel.card
             else:
-                # nothing new: repeat the newest frame while it is recent, else show the card
+                # nothing new (a keepalive): repeat the newest frame while it is recent, else the card
+                if self.closing.is_set():
+                    return
                 part = channel.recent() or channel.card
-            await self._write(request, response, part.chunk)
+            await self._write(request, response, part.chunk, watch)
             sent_at = loop.time()
 
-    async def _closing_within(self, seconds: float) -> bool:
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep ``seconds`` (an fps cap); True when the bridge started closing meanwhile."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(seconds, _resolve, waiter)
+        self._pauses.add(waiter)
         try:
-            await asyncio.wait_for(self.closing.wait(), seconds)
-        except asyncio.TimeoutError:
-            return False
-        return True
+            await waiter
+        finally:
+            timer.cancel()
+            self._pauses.discard(waiter)
+        return self.closing.is_set()
 
-    async def _write(self, request: web.Request, response: web.StreamResponse, data: bytes) -> None:
-        try:
-            await asyncio.wait_for(self._write_all(request, response, data), self.write_timeout)
-        except asyncio.TimeoutError:
-            self.counters["dropped"] += 1
-            log.info("dropping client %s: one write took over %g s", request.remote, self.write_timeout)
-            if request.transport is not None:
-                request.transport.abort()
-            raise _ClientGone from None
-        if data is not OPENING:
-            self.counters["frames_sent"] += 1
-
-    @staticmethod
-    async def _write_all(request: web.Request, response: web.StreamResponse, data: bytes) -> None:
+    async def _write(self, request: web.Request, response: web.StreamResponse, data: bytes, watch: _StallWatch) -> None:
+        watch.writing_since = asyncio.get_running_loop().time()
         await response.write(data)
         await request.writer.drain()
+        watch.writing_since = None
+        if data is not OPENING:
+            self.counters["frames_sent"] += 1
 
     async def _snapshot(self, channel: Channel) -> web.Response:
         self.counters["snapshots"] += 1
@@ -373,6 +450,10 @@ class Bridge:
 
     # -- running
 
+    @property
+    def scheme(self) -> str:
+        return "https" if self.http.tls_cert is not None else "http"
+
     async def serve(self, stop: asyncio.Event) -> bool:
         """Listen until ``stop`` is set; False when the address cannot be bound."""
         self.hub.start()
@@ -384,12 +465,26 @@ class Bridge:
             access_log_class=self.access_log_class(),
             handler_cancellation=True,
             shutdown_timeout=2.0,
+            keepalive_timeout=KEEPALIVE_TIMEOUT,
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.http.host, self.http.port, reuse_address=True)
             try:
-                await site.start()
+                tls = server_ssl_context(self.http)
+            except OSError as exc:  # ssl.SSLError too; checked at config load, changed since?
+                log.error("cannot load http.tls_cert / http.tls_key: %s", getattr(exc, "strerror", None) or exc)
+                return False
+            self.site = GuardedSite(
+                runner,
+                self.http.host,
+                self.http.port,
+                ssl_context=tls,
+                max_connections=self.http.max_clients + SPARE_CONNECTIONS,
+                head_timeout=self.head_timeout,
+                counters=self.counters,
+            )
+            try:
+                await self.site.start()
             except OSError as exc:
                 log.error("cannot listen on %s:%d: %s", self.http.host, self.http.port, exc.strerror or exc)
                 return False
@@ -397,12 +492,11 @@ class Bridge:
             self._announce()
             if not auth.required(self.http) and self.http.host not in ("127.0.0.1", "::1", "localhost"):
                 log.warning("serving %s without access control (set http.token or basic credentials)", self.http.host)
-            log.info("serving http://%s:%d/ (stream: /stream)", self.http.host, self.port)
+            log.info("serving %s://%s:%d/ (stream: /stream)", self.scheme, self.http.host, self.port)
             await stop.wait()
             return True
         finally:
-            self.closing.set()
-            self.hub.wake_all()
+            self._close_streams()
             await runner.cleanup()
             await self.hub.stop()
             self._unannounce()
@@ -410,7 +504,7 @@ class Bridge:
 
     def _announce(self) -> None:
         run_dir = self.config.run_dir
-        info = {"pid": os.getpid(), "host": self.http.host, "port": self.port}
+        info = {"pid": os.getpid(), "host": self.http.host, "port": self.port, "scheme": self.scheme}
         try:
             run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             tmp = run_dir / f".{ANNOUNCE_FILE}.{os.getpid()}"
@@ -441,23 +535,23 @@ def read_announce(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     return info if isinstance(info, dict) else None
 
 
-async def _main(config: Config, write_timeout: float) -> int:
+async def _main(config: Config, write_timeout: float, head_timeout: float) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    bridge = Bridge(config, write_timeout=write_timeout)
+    bridge = Bridge(config, write_timeout=write_timeout, head_timeout=head_timeout)
     try:
         return 0 if await bridge.serve(stop) else 1
     finally:
         bridge.close()
 
 
-def run_bridge(config: Config, *, write_timeout: float = WRITE_TIMEOUT) -> None:
+def run_bridge(config: Config, *, write_timeout: float = WRITE_TIMEOUT, head_timeout: float = HEAD_TIMEOUT) -> None:
     """Process entry point (``multiprocessing`` target): serve HTTP until SIGTERM/SIGINT."""
     setup_child("zmqcam:bridge", config.daemon.log_level)
     try:
-        code = asyncio.run(_main(config, write_timeout))
+        code = asyncio.run(_main(config, write_timeout, head_timeout))
     except Shutdown:  # a signal that came before the event loop took over the signals
         code = 0
     if code:

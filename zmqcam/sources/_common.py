@@ -408,9 +408,11 @@ class HttpConnection:
                 data = self.recv(remaining)
             except SourceTimeout:
                 if not head and busy_if_silent:
+                    # from here a busy ESP32 and a hung one look the same: name both, so that
+                    # nobody hunts for another viewer that does not exist
                     raise SourceBusy(
                         f"{desc}: connected, but no response within {timeout:g} s "
-                        "(the camera is serving another client)"
+                        "(the camera is serving another client, or is hung)"
                     ) from None
                 if not head:
                     raise SourceTimeout(f"{desc}: no response within {timeout:g} s") from None

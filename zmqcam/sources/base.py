@@ -61,7 +61,7 @@ class Source(ABC):
 
     @abstractmethod
     def read(self, timeout: float) -> SourceFrame:
-        """Return the next frame. Raise SourceTimeout, CorruptFrame or SourceError."""
+        """Return the next frame. Raise SourceTimeout, CorruptFrame, SourceEnded or SourceError."""
 
     @abstractmethod
     def close(self) -> None:

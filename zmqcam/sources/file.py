@@ -11,7 +11,7 @@ Two kinds of file:
   ...): decoded BGR pixels at the file's frame rate (``camera.fps`` if the file has none).
 
 ``source`` is a path or a ``file://`` URL. At the end of a file that is not looped, ``read``
-raises SourceError("end of file"). ``capture_ns`` is the time a frame is delivered.
+raises SourceEnded("end of file"). ``capture_ns`` is the time a frame is delivered.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections import deque
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from zmqcam.errors import SourceError
+from zmqcam.errors import SourceEnded, SourceError
 from zmqcam.sources._common import jpeg_size, parse_x_timestamp
 from zmqcam.sources._opencv import GuardedCapture
 from zmqcam.sources.base import Source, SourceFrame
@@ -158,7 +158,7 @@ class FileSource(Source):
 
     def _end_of_file(self) -> None:
         if not self.camera.loop:
-            raise SourceError(f"{self.describe()}: end of file")
+            raise SourceEnded(f"{self.describe()}: end of file")
         if self._frames_this_pass == 0:
             raise SourceError(f"{self.describe()}: no frames in the file")
         self._frames_this_pass = 0

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zmqcam.errors import CorruptFrame, SourceError
+from zmqcam.errors import CorruptFrame, SourceEnded, SourceError
 from zmqcam.record import VIDEO_SUFFIX, Recording, RecordingError, Span, Track
 from zmqcam.sources.base import Source, SourceFrame
 from zmqcam.sources.file import file_path
@@ -93,7 +93,7 @@ class ReplaySource(Source):
             raise SourceError(f"{self.describe()}: closed")
         if self._next >= len(track.entries):
             if not self.camera.loop:
-                raise SourceError(f"{self.describe()}: end of recording")
+                raise SourceEnded(f"{self.describe()}: end of recording")
             self._next = 0
             self._loop += 1
         i = self._next

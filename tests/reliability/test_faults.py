@@ -1,0 +1,713 @@
+"""Faults the daemon must survive (issue 9), proven on the real thing: ``zmqcam-daemon start`` as a
+subprocess, its children SIGKILLed by PID, fake ESP32-CAMs (``zmqcam.testing.fakecam``) killed,
+flapping, silent or refusing, and consumers (``Subscriber``, HTTP viewers) that are never restarted
+by the test: they must recover on their own.
+
+Every fault of the issue and the test that proves it (the README "Guarantees" section cites these;
+paths are under ``tests/``, bare names are in this module)::
+
+    grabber SIGKILLed; a Subscriber of that camera gets frames again
+        -> test_daemon.py::test_killed_grabber_is_restarted_and_its_frames_return
+    grabber SIGKILLed; its panorama slot and its HTTP viewer come back
+        -> test_killed_grabber_is_restarted_and_its_panorama_slot_comes_back
+    grabber of a one-client ESP32 SIGKILLed mid-stream: it gets the camera back
+        -> test_killed_grabber_of_a_one_client_camera_gets_the_camera_back
+    stitcher SIGKILLed; pano Subscribers and /stream viewers recover
+        -> test_killed_stitcher_is_restarted_and_pano_subscribers_recover
+    bridge SIGKILLed; HTTP viewers reconnect on the same port, live
+        -> test_killed_bridge_is_restarted_and_viewers_reconnect_on_the_same_port
+    a child that crashes at every start: budget, the rest serve
+        -> test_daemon.py::test_crash_looping_child_exhausts_its_budget_and_the_rest_keep_serving
+    camera killed (powered off mid-stream), NO SIGNAL, backoff, back
+        -> test_cameras_e2e.py::test_killed_camera_shows_no_signal_backs_off_and_comes_back
+    camera stalled (mid-JPEG, then silent)
+        -> test_cameras_e2e.py::test_stalled_camera_times_out_and_the_grabber_is_not_frozen
+    camera flapping every second
+        -> test_flapping_camera_never_disturbs_the_rest_and_is_live_once_it_settles
+    corrupt and truncated JPEGs
+        -> test_cameras_e2e.py::test_corrupt_and_truncated_jpegs_are_counted_and_skipped
+    wrong resolution, changed mid-stream
+        -> test_cameras_e2e.py::test_resolution_change_is_followed_and_the_panorama_keeps_its_size
+    wrong resolution from the start
+        -> test_rig_with_cameras_broken_from_the_start_serves_the_rest
+    camera that never answers at start (accepts TCP, says nothing)
+        -> test_rig_with_cameras_broken_from_the_start_serves_the_rest
+    camera whose port has nothing listening at start
+        -> test_rig_with_cameras_broken_from_the_start_serves_the_rest
+    camera held by another client (accepted, left waiting)
+        -> test_cameras_e2e.py::test_busy_camera_is_reported_busy_not_hung
+    Subscriber of a camera SIGKILLed: demand released, camera sleeps
+        -> test_grabber.py::test_sigkilled_subscriber_releases_demand
+    Subscriber of pano SIGKILLed: the stitcher lets the cameras sleep
+        -> test_sigkilled_pano_subscriber_lets_the_cameras_sleep
+    daemon pid SIGKILLed: children exit, next start over the pid file
+        -> test_daemon.py::test_sigkilled_daemon_leaves_nothing_that_blocks_the_next_start
+    daemon and children SIGKILLed: stale files; a Subscriber recovers
+        -> test_whole_daemon_sigkilled_restarts_over_stale_files_and_a_subscriber_recovers
+
+Not a fault, but alongside: a file camera with ``loop = false`` ends honestly
+(test_file_camera_without_loop_ends_instead_of_reconnecting).
+
+The child-kill tests share one daemon (module scope) to keep the suite quick: each waits for every
+child to be running before it starts, and kills each child once, far below the restart budget.
+Every wait is bounded; cameras run at 10 fps with idle_timeout and stale_after of 1 s.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+import simplejpeg
+from conftest import Children, wait_for
+from test_daemon import Daemon, _toml, cli, free_port  # _toml: its config writer
+
+from zmqcam import Subscriber
+from zmqcam.config import Config, default_config_dict, from_dict, load_config
+from zmqcam.grabber import run_grabber
+from zmqcam.protocol import Frame
+from zmqcam.remap import PanoramaComposer
+from zmqcam.status import collect_status
+from zmqcam.testing.fakecam import FakeCam, SilentServer
+
+ROOT = Path(__file__).resolve().parents[2]
+#: seconds; short so that NO SIGNAL, sleep and timeouts show within a test
+STALE_AFTER = 1.0
+IDLE_TIMEOUT = 1.0
+CAMERA_TIMEOUT = 1.0
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def write_rig(path: Path, run_dir: Path, cameras: list[dict[str, Any]], http: bool = False) -> Config:
+    """A daemon config of ``len(cameras)`` cameras (the built-in rig's geometry, fields overridden
+    per camera), short timeouts; returns the config as the daemon will load it."""
+    data = default_config_dict(str(run_dir))
+    data["camera"] = data["camera"][: len(cameras)]
+    for cam, fields in zip(data["camera"], cameras, strict=True):
+        cam.update(
+            {
+                "fps": 10.0,
+                "idle_timeout": IDLE_TIMEOUT,
+                "connect_timeout": CAMERA_TIMEOUT,
+                "read_timeout": CAMERA_TIMEOUT,
+                **fields,
+            }
+        )
+    data["stitch"] = {"stale_after": STALE_AFTER}
+    data["http"] = {"enabled": http, "port": free_port()}
+    from_dict(data)  # the test's own config must be valid
+    path.write_text(_toml(data))
+    return load_config(path)
+
+
+def children(d: Daemon, run_dir: Path) -> dict[str, Any]:
+    return d.state(run_dir).get("children", {})
+
+
+def wait_running(d: Daemon, run_dir: Path, names: list[str], timeout: float = 30) -> dict[str, Any]:
+    """The process table once every child in ``names`` is running (the daemon itself still alive)."""
+
+    def running() -> Any:
+        assert d.proc.poll() is None, f"the daemon exited: {d.proc.returncode}"
+        state = d.state(run_dir)
+        if state.get("pid") != d.proc.pid:  # a daemon.json left by a killed daemon
+            return False
+        table = state.get("children", {})
+        return all(table.get(n, {}).get("state") == "running" for n in names) and table
+
+    return wait_for(running, timeout, interval=0.1, message=f"{names} running")
+
+
+def kill_and_wait_restart(d: Daemon, run_dir: Path, name: str, timeout: float = 20) -> tuple[int, dict[str, Any]]:
+    """SIGKILL child ``name`` by its pid; return (the kill time in ns, its entry once restarted)."""
+    old = children(d, run_dir)[name]
+    os.kill(old["pid"], signal.SIGKILL)
+    killed_ns = time.time_ns()
+
+    def restarted() -> Any:
+        entry = children(d, run_dir).get(name, {})
+        return entry.get("state") == "running" and entry.get("pid") not in (None, old["pid"]) and entry
+
+    entry = wait_for(restarted, timeout, interval=0.1, message=f"{name} restarted by the supervisor")
+    assert entry["restarts"] == old["restarts"] + 1, entry
+    return killed_ns, entry
+
+
+def source_states(frame: Frame) -> dict[str, str]:
+    return {s["name"]: s["state"] for s in frame.extra["sources"]}
+
+
+def read_until(sub: Subscriber, predicate: Callable[[Frame], bool], timeout: float, what: str) -> Frame:
+    """The first frame read that satisfies ``predicate``, within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Frame | None = None
+    while time.monotonic() < deadline:
+        ok, frame = sub.read(timeout=0.5)
+        if ok and frame is not None:
+            last = frame
+            if predicate(frame):
+                return frame
+    seen = source_states(last) if last is not None and last.stream == "pano" else last
+    raise AssertionError(f"{sub.stream}: no frame with {what} within {timeout} s (last: {seen})")
+
+
+def all_live(frame: Frame) -> bool:
+    return not frame.extra["stale"]
+
+
+def live_since(frame: Frame, name: str, t_ns: int) -> bool:
+    """Every camera live in this panorama, and ``name``'s slot made from a frame captured after
+    ``t_ns`` (a slot stays "live" on its last frame for stale_after seconds)."""
+    entry = next(s for s in frame.extra["sources"] if s["name"] == name)
+    return all_live(frame) and entry.get("t_cap", 0) > t_ns
+
+
+def camera_status(config: Config, name: str) -> dict[str, Any]:
+    return collect_status(config, timeout=2.0).get(name, {})
+
+
+class Viewer:
+    """An HTTP viewer of one MJPEG stream of the bridge: the parts as a browser receives them."""
+
+    def __init__(self, port: int, path: str = "/stream", timeout: float = 10.0) -> None:
+        self.response = requests.get(f"http://127.0.0.1:{port}{path}", stream=True, timeout=timeout)
+        assert self.response.status_code == 200, self.response.status_code
+        assert self.response.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+        self._chunks = self.response.iter_content(chunk_size=65536)
+        self._buf = b""
+
+    def next_part(self) -> tuple[dict[str, str], bytes]:
+        """(headers, JPEG) of the next part; raises EOFError when the server closed the stream and
+        requests' errors when the connection broke."""
+        while True:
+            self._buf = self._buf.lstrip(b"\r\n")
+            if self._buf.startswith(b"--frame\r\n"):
+                self._buf = self._buf[len(b"--frame\r\n") :]
+            end = self._buf.find(b"\r\n\r\n")
+            if end >= 0:
+                lines = self._buf[:end].decode("latin-1").split("\r\n")
+                headers = dict(line.split(": ", 1) for line in lines if ": " in line)
+                length = int(headers["Content-Length"])
+                if len(self._buf) >= end + 4 + length:
+                    jpeg = self._buf[end + 4 : end + 4 + length]
+                    self._buf = self._buf[end + 4 + length :]
+                    return headers, jpeg
+            try:
+                self._buf += next(self._chunks)
+            except StopIteration:
+                raise EOFError("the server ended the stream") from None
+
+    def live_parts(self, n: int, timeout: float = 20.0) -> list[bytes]:
+        """``n`` JPEGs sent as live (not the "waiting for frames" card)."""
+        jpegs: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        while len(jpegs) < n:
+            assert time.monotonic() < deadline, f"{len(jpegs)} of {n} live parts in {timeout} s"
+            headers, jpeg = self.next_part()
+            if headers.get("X-Zmqcam-State") == "live":
+                jpegs.append(jpeg)
+        return jpegs
+
+    def live_part_after(self, t_ns: int, timeout: float = 20.0) -> bytes:
+        """The first live JPEG captured after ``t_ns`` (the X-Timestamp of the part)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            headers, jpeg = self.next_part()
+            captured = int(float(headers["X-Timestamp"]) * 1e9)
+            if headers.get("X-Zmqcam-State") == "live" and captured > t_ns:
+                return jpeg
+        raise AssertionError(f"no live part captured after the kill within {timeout} s")
+
+    def close(self) -> None:
+        self.response.close()
+
+
+def connect_viewer(port: int, path: str, timeout: float = 20.0) -> Viewer:
+    """A viewer, retrying while the (restarting) bridge does not accept connections yet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return Viewer(port, path)
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def fakes() -> Iterator[Callable[..., FakeCam]]:
+    """A factory of started fake ESP32-CAMs; all stopped at teardown and checked for thread errors."""
+    started: list[FakeCam] = []
+
+    def start(**kwargs: Any) -> FakeCam:
+        kwargs.setdefault("fps", 10.0)
+        kwargs.setdefault("capture_delay", 0.02)
+        cam = FakeCam(**kwargs)
+        started.append(cam)
+        return cam.start()
+
+    yield start
+    for cam in started:
+        cam.stop()
+    errors = [e for cam in started for e in cam.errors]
+    assert not errors, errors
+
+
+# ---------------------------------------------------------------------------------------------
+# children SIGKILLed: one daemon for these tests (2 synthetic cameras, stitcher, bridge)
+
+CHILDREN = ["grabber:cam0", "grabber:cam1", "stitcher", "bridge"]
+
+
+class Rig:
+    def __init__(self, daemon: Daemon, run_dir: Path, config: Config) -> None:
+        self.daemon = daemon
+        self.run_dir = run_dir
+        self.config = config
+        self.port = config.http.port
+        self.pano = f"ipc://{run_dir}/pano.sock"
+
+    def running(self) -> dict[str, Any]:
+        return wait_running(self.daemon, self.run_dir, CHILDREN)
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    tmp = tmp_path_factory.mktemp("faults")
+    run_dir = tmp / "run"
+    config = write_rig(tmp / "z.toml", run_dir, [{}, {}], http=True)
+    d = Daemon(["-c", str(tmp / "z.toml")], cwd=tmp)
+    try:
+        yield Rig(d, run_dir, config)
+    finally:
+        _, err = d.terminate()
+        assert d.proc.returncode == 0, err
+        assert "Traceback" not in err, err
+
+
+def test_killed_stitcher_is_restarted_and_pano_subscribers_recover(rig: Rig) -> None:
+    """SIGKILL the stitcher while two programs read the panorama (raw and jpeg) and a browser
+    watches /stream: the supervisor restarts it, and the same Subscribers and the same HTTP
+    connection get live panoramas captured after the kill, with no action by the user. Guards
+    the restart, the stitcher re-binding its ipc socket over the one the dead process left, and
+    the reconnect of every consumer (a Subscriber or a bridge stuck on the dead socket)."""
+    rig.running()
+    viewer = connect_viewer(rig.port, "/stream")  # the bridge is a consumer of the panorama too
+    try:
+        with (
+            Subscriber("pano", endpoint=rig.pano) as raw,
+            Subscriber("pano", kind="jpeg", endpoint=rig.pano) as jpeg,
+        ):
+            read_until(raw, all_live, 30, "both cameras live")
+            read_until(jpeg, all_live, 10, "both cameras live")
+            viewer.live_parts(1)
+            killed_ns, _ = kill_and_wait_restart(rig.daemon, rig.run_dir, "stitcher")
+
+            def after_kill(frame: Frame) -> bool:
+                return all_live(frame) and frame.capture_ns > killed_ns
+
+            frame = read_until(raw, after_kill, 20, "live cameras captured after the kill")
+            assert frame.image.shape == (250, rig.config.pano_size[0], 3)
+            encoded = read_until(jpeg, after_kill, 10, "live cameras captured after the kill (jpeg)")
+            assert simplejpeg.decode_jpeg_header(encoded.jpeg)[:2] == (250, rig.config.pano_size[0])
+        # the same HTTP connection, never reopened, shows panoramas of the new stitcher
+        assert simplejpeg.decode_jpeg_header(viewer.live_part_after(killed_ns))[:2] == (250, rig.config.pano_size[0])
+    finally:
+        viewer.close()
+
+
+def test_killed_grabber_is_restarted_and_its_panorama_slot_comes_back(rig: Rig) -> None:
+    """SIGKILL a grabber while a program reads the panorama and a browser watches the camera: the
+    other camera stays live in every panorama, the supervisor restarts the grabber, its slot is
+    live again in the same Subscriber and the same HTTP connection shows its new frames. Guards
+    the stitcher's and the bridge's reconnect to a restarted grabber (their SUBs must resubscribe,
+    or the slot stays NO SIGNAL and the viewer frozen forever)."""
+    rig.running()
+    viewer = connect_viewer(rig.port, "/stream/cam1")
+    try:
+        with Subscriber("pano", endpoint=rig.pano) as sub:
+            read_until(sub, all_live, 30, "both cameras live")
+            viewer.live_parts(1)
+            killed_ns, _ = kill_and_wait_restart(rig.daemon, rig.run_dir, "grabber:cam1")
+            # the restart is quick (0.25 s), so NO SIGNAL may or may not show: both are fine, but
+            # cam0 must be live in every panorama meanwhile and cam1 must come back
+            frames: list[Frame] = []
+
+            def back(frame: Frame) -> bool:
+                frames.append(frame)
+                return live_since(frame, "cam1", killed_ns)
+
+            read_until(sub, back, 20, "cam1 live again after its restart")
+            assert all(source_states(f)["cam0"] == "live" for f in frames), [source_states(f) for f in frames]
+        # an HTTP viewer of the camera itself gets the restarted grabber's frames, same connection
+        assert simplejpeg.decode_jpeg_header(viewer.live_part_after(killed_ns))[:2] == (480, 640)
+    finally:
+        viewer.close()
+
+
+def test_killed_bridge_is_restarted_and_viewers_reconnect_on_the_same_port(rig: Rig) -> None:
+    """SIGKILL the HTTP bridge with viewers on /stream and /stream/cam0: their connections end at
+    once (no viewer hangs on a dead server), the supervisor restarts the bridge on the same port,
+    and viewers that reconnect get live frames of the right size. Guards the restart of the
+    bridge (port still bound by the dead one, reuse_address), and the new bridge subscribing
+    upstream again for its first viewers."""
+    rig.running()
+    width, height = rig.config.pano_size
+    pano, cam = connect_viewer(rig.port, "/stream"), connect_viewer(rig.port, "/stream/cam0")
+    try:
+        assert simplejpeg.decode_jpeg_header(pano.live_parts(2)[-1])[:2] == (height, width)
+        cam.live_parts(2)
+        kill_and_wait_restart(rig.daemon, rig.run_dir, "bridge")
+        for viewer in (pano, cam):
+            ended = time.monotonic()
+            with pytest.raises((EOFError, requests.RequestException)):
+                for _ in range(100):  # parts already buffered, then the end
+                    viewer.next_part()
+            assert time.monotonic() - ended < 5.0
+    finally:
+        pano.close()
+        cam.close()
+    pano, cam = connect_viewer(rig.port, "/stream"), connect_viewer(rig.port, "/stream/cam0")
+    try:
+        for jpeg in pano.live_parts(3):
+            assert simplejpeg.decode_jpeg_header(jpeg)[:2] == (height, width)
+        for jpeg in cam.live_parts(3):
+            assert simplejpeg.decode_jpeg_header(jpeg)[:2] == (480, 640)
+    finally:
+        pano.close()
+        cam.close()
+    # the new bridge learns the cameras' state from their next status message (one a second)
+
+    def cam0_live() -> bool:
+        status = requests.get(f"http://127.0.0.1:{rig.port}/status", timeout=5).json()
+        return bool(status["cameras"]["cam0"]["state"] == "live")
+
+    viewer = Viewer(rig.port, "/stream/cam0")  # someone watching keeps cam0 awake meanwhile
+    try:
+        wait_for(cam0_live, 5, interval=0.2, message="cam0 live in the new bridge's /status")
+    finally:
+        viewer.close()
+
+
+PANO_READER = """
+import sys
+from zmqcam import Subscriber
+with Subscriber("pano", endpoint=sys.argv[1]) as sub:
+    ok, _ = sub.read(timeout=30)
+    print("reading" if ok else "no frame", flush=True)
+    while True:
+        sub.read(timeout=1)
+"""
+
+
+def test_sigkilled_pano_subscriber_lets_the_cameras_sleep(rig: Rig) -> None:
+    """A program reading the panorama is SIGKILLed (no close, no unsubscribe): the stitcher sees it
+    gone, releases the cameras, and both grabbers go to sleep within idle_timeout. Guards the
+    whole demand chain against a consumer that dies (cameras kept awake forever by a dead reader)."""
+    rig.running()
+    proc = subprocess.Popen([sys.executable, "-c", PANO_READER, rig.pano], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "reading"
+        wait_for(lambda: camera_status(rig.config, "cam0").get("state") == "live", 10, message="cam0 live")
+        pano = collect_status(rig.config, timeout=2.0)["pano"]
+        assert pano["subscribers"]["raw"] == 1 and pano["upstream"], pano
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+        killed = time.monotonic()
+
+        def asleep() -> Any:
+            found = collect_status(rig.config, timeout=2.0)
+            states = {name: found.get(name, {}).get("state") for name in ("cam0", "cam1")}
+            released = found.get("pano", {}).get("upstream") is False
+            return released and set(states.values()) == {"asleep"} and found
+
+        found = wait_for(asleep, IDLE_TIMEOUT + 8, interval=0.2, message="both cameras asleep")
+        assert found["pano"]["subscribers"]["raw"] == 0, found["pano"]
+        assert time.monotonic() - killed < IDLE_TIMEOUT + 8
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole daemon SIGKILLed
+
+
+def test_whole_daemon_sigkilled_restarts_over_stale_files_and_a_subscriber_recovers(tmp_path: Path) -> None:
+    """SIGKILL the daemon and every child at once (an OOM kill of the group, a power cut of the
+    service): the pid file, daemon.json and every ipc socket file stay behind. A new start over
+    them comes up cleanly, and a Subscriber that kept running all along gets live panoramas
+    again without being touched. Guards the stale-file handling at start (refusing to start, or
+    binding beside a stale socket nobody reaches) and the Subscriber's reconnect across a
+    daemon restart."""
+    run_dir = tmp_path / "run"
+    config = write_rig(tmp_path / "z.toml", run_dir, [{}, {}], http=True)
+    args = ["-c", str(tmp_path / "z.toml")]
+    first = Daemon(args, cwd=tmp_path)
+    second: Daemon | None = None
+    try:
+        wait_running(first, run_dir, CHILDREN)
+        with Subscriber("pano", endpoint=f"ipc://{run_dir}/pano.sock") as sub:
+            read_until(sub, all_live, 30, "both cameras live")
+            os.killpg(first.proc.pid, signal.SIGKILL)  # its own session: the daemon and its children
+            killed_ns = time.time_ns()
+            first.proc.communicate(timeout=10)
+            stale = {p.name for p in run_dir.iterdir()}
+            assert {"zmqcam.pid", "daemon.json", "pano.sock", "cam-cam0.sock", "cam-cam1.sock"} <= stale, stale
+
+            second = Daemon(args, cwd=tmp_path)
+            table = wait_running(second, run_dir, CHILDREN)
+            assert (run_dir / "zmqcam.pid").read_text().strip() == str(second.proc.pid)
+            assert all(entry["restarts"] == 0 for entry in table.values()), table
+
+            def after_restart(frame: Frame) -> bool:
+                return all_live(frame) and frame.capture_ns > killed_ns
+
+            frame = read_until(sub, after_restart, 30, "live panoramas from the new daemon")
+            assert frame.image.shape == (250, config.pano_size[0], 3)
+        viewer = connect_viewer(config.http.port, "/stream")
+        try:
+            viewer.live_parts(1)
+        finally:
+            viewer.close()
+        _, err = second.terminate()
+        assert second.proc.returncode == 0 and "Traceback" not in err, err
+        assert not list(run_dir.glob("*.sock")) and not (run_dir / "zmqcam.pid").exists()
+    finally:
+        for d in (first, second):
+            if d is not None and d.proc.poll() is None:
+                d.terminate()
+
+
+# ---------------------------------------------------------------------------------------------
+# cameras
+
+
+def test_rig_with_cameras_broken_from_the_start_serves_the_rest(tmp_path: Path, fakes: Callable[..., FakeCam]) -> None:
+    """Four cameras, two of them broken from the start: cam2's port has nothing listening, cam3
+    accepts TCP and never answers; cam1 sends 320x240 where 640x480 is configured. The daemon
+    starts and serves: the panorama shows exactly the NO SIGNAL card in cam2's and cam3's slots
+    and pictures in cam0's and cam1's, cam0 and cam1 stay live in every panorama, status (bus and
+    HTTP) reports each bad camera's state and counters, and no grabber crashes. Guards start-up
+    and stitching against a camera that refuses or hangs (a daemon that waits for it, a grabber
+    that hangs or crash-loops, a panorama that stalls) and against a wrong frame size."""
+    good = fakes()
+    small = fakes(size=(320, 240))
+    with SilentServer() as silent:
+        cameras = [
+            {"source": good.stream_url},
+            {"source": small.stream_url},
+            {"source": f"http://127.0.0.1:{free_port()}/stream"},  # nothing listens there
+            {"source": silent.url("/capture")},  # a snapshot camera that never answers
+        ]
+        run_dir = tmp_path / "run"
+        config = write_rig(tmp_path / "z.toml", run_dir, cameras, http=True)
+        d = Daemon(["-c", str(tmp_path / "z.toml")], cwd=tmp_path)
+        try:
+            names = [f"grabber:cam{i}" for i in range(4)] + ["stitcher", "bridge"]
+            wait_running(d, run_dir, names)
+            with Subscriber("pano", endpoint=f"ipc://{run_dir}/pano.sock") as sub:
+                expected = {"cam0": "live", "cam1": "live", "cam2": "stale", "cam3": "stale"}
+
+                def two_live(frame: Frame) -> bool:
+                    states = source_states(frame)
+                    return states["cam0"] == states["cam1"] == "live" and set(frame.extra["stale"]) == {"cam2", "cam3"}
+
+                frame = read_until(sub, two_live, 30, "cam0 and cam1 live, cam2 and cam3 NO SIGNAL")
+                composer = PanoramaComposer(config.stitched_cameras)
+                for index, slot in enumerate(composer.slots):
+                    pixels = frame.image[:, slot.x0 : slot.x1]
+                    is_card = np.array_equal(pixels, composer.card(index))
+                    assert is_card == (expected[slot.name] != "live"), f"{slot.name}: card {is_card}"
+                assert frame.image.shape == (250, config.pano_size[0], 3)
+                # the bad cameras never disturb the good ones, across several reconnect attempts
+                later = [read_until(sub, lambda f: True, 5, "a panorama") for _ in range(10)]
+                assert all(source_states(f)["cam0"] == source_states(f)["cam1"] == "live" for f in later)
+
+                def counted() -> Any:
+                    found = collect_status(config, timeout=2.0)
+                    ok = (
+                        found.get("cam2", {}).get("reconnects", 0) >= 2
+                        and found.get("cam3", {}).get("reconnects", 0) >= 2
+                        and found.get("cam1", {}).get("state") == "live"
+                    )
+                    return ok and found
+
+                found = wait_for(counted, 15, interval=0.2, message="bad cameras counted in status")
+                http = requests.get(f"http://127.0.0.1:{config.http.port}/status", timeout=5).json()
+                shown = cli("status", "-c", str(tmp_path / "z.toml"), cwd=tmp_path)
+            refused, hung, small_status = found["cam2"], found["cam3"], found["cam1"]
+            assert refused["state"] in ("lost", "connecting") and refused["frames"] == 0, refused
+            assert "refused" in refused["last_error"].lower(), refused["last_error"]
+            # silence on a fresh connection is what a busy ESP32 does too: "busy", naming both causes
+            assert hung["state"] in ("busy", "connecting") and hung["frames"] == 0, hung
+            assert "no response" in hung["last_error"] and "hung" in hung["last_error"], hung["last_error"]
+            assert silent.connections >= 1 and silent.bytes_received > 0, "the grabber never reached cam3"
+            assert (small_status["width"], small_status["height"]) == (320, 240), small_status
+            assert found["cam0"]["state"] == "live", found["cam0"]
+            for name in ("cam2", "cam3"):
+                assert http["cameras"][name]["state"] in ("connecting", "no signal"), http["cameras"][name]
+                assert http["cameras"][name]["reconnects"] >= 2, http["cameras"][name]
+            assert http["cameras"]["cam0"]["state"] == "live", http["cameras"]["cam0"]
+            # what `zmqcam-daemon status` shows the user: one line per camera with its state
+            assert shown.returncode == 0, shown.stderr
+            lines = {line.split()[0]: line.split()[1] for line in shown.stdout.splitlines() if line.startswith("cam")}
+            assert lines["cam0"] == lines["cam1"] == "live", shown.stdout
+            assert lines["cam2"] in ("lost", "connecting") and lines["cam3"] in ("busy", "connecting"), shown.stdout
+            viewer = connect_viewer(config.http.port, "/stream")
+            try:
+                assert simplejpeg.decode_jpeg_header(viewer.live_parts(1)[0])[:2] == (250, config.pano_size[0])
+            finally:
+                viewer.close()
+            table = children(d, run_dir)
+            assert all(table[n]["restarts"] == 0 for n in names), table
+        finally:
+            _, err = d.terminate()
+        assert d.proc.returncode == 0 and "Traceback" not in err, err
+    assert not silent.errors, silent.errors
+
+
+def test_killed_grabber_of_a_one_client_camera_gets_the_camera_back(
+    tmp_path: Path, fakes: Callable[..., FakeCam]
+) -> None:
+    """SIGKILL the grabber of an ESP32-CAM in the middle of its stream: an ESP32 serves one
+    client and leaves the next one waiting, so the restarted grabber gets the camera only once
+    the camera has noticed the dead connection. It must: cam0 is live again in the panorama
+    (same Subscriber), the camera serves exactly one client, and the panorama kept coming with
+    cam1 live meanwhile. Guards against a restarted grabber locked out by its own dead
+    predecessor ("busy" forever) and against a dead grabber stalling the stitcher."""
+    esp32 = fakes()
+    other = fakes()
+    run_dir = tmp_path / "run"
+    write_rig(tmp_path / "z.toml", run_dir, [{"source": esp32.stream_url}, {"source": other.stream_url}])
+    d = Daemon(["-c", str(tmp_path / "z.toml")], cwd=tmp_path)
+    try:
+        wait_running(d, run_dir, ["grabber:cam0", "grabber:cam1", "stitcher"])
+        with Subscriber("pano", endpoint=f"ipc://{run_dir}/pano.sock") as sub:
+            read_until(sub, all_live, 30, "both cameras live")
+            assert esp32.active_stream_clients == 1
+            killed_ns, _ = kill_and_wait_restart(d, run_dir, "grabber:cam0")
+            frames: list[Frame] = []
+
+            def back(frame: Frame) -> bool:
+                frames.append(frame)
+                return live_since(frame, "cam0", killed_ns)
+
+            read_until(sub, back, 20, "cam0 live again from its restarted grabber")
+            assert all(source_states(f)["cam1"] == "live" for f in frames), [source_states(f) for f in frames]
+        assert esp32.stream_connections == 2, esp32.stats()  # the dead grabber's, the new one's
+        assert esp32.wait_until(lambda: esp32.waiting_stream_clients == 0, 3.0), esp32.stats()
+    finally:
+        _, err = d.terminate()
+    assert d.proc.returncode == 0 and "Traceback" not in err, err
+
+
+def test_flapping_camera_never_disturbs_the_rest_and_is_live_once_it_settles(
+    tmp_path: Path, fakes: Callable[..., FakeCam]
+) -> None:
+    """cam0 power-cycles every second (0.5 s off, connections dropped, then on again) for 6 s
+    while a program reads the panorama: cam1 is live in every panorama and panoramas keep coming
+    all along; the grabber is never restarted, its reconnects are counted and backed off (no
+    reconnect storm); once the camera settles it is live again without any action. Guards
+    against a flapping camera crashing its grabber, stalling the stitcher, or being given up."""
+    flapper = fakes()
+    steady = fakes()
+    run_dir = tmp_path / "run"
+    config = write_rig(tmp_path / "z.toml", run_dir, [{"source": flapper.stream_url}, {"source": steady.stream_url}])
+    d = Daemon(["-c", str(tmp_path / "z.toml")], cwd=tmp_path)
+    stop_flapping = threading.Event()
+
+    def flap() -> None:
+        for _ in range(6):
+            flapper.reboot(0.5)
+            if stop_flapping.wait(1.0):
+                return
+
+    flapping = threading.Thread(target=flap, name="flapper", daemon=True)
+    try:
+        table = wait_running(d, run_dir, ["grabber:cam0", "grabber:cam1", "stitcher"])
+        pid = table["grabber:cam0"]["pid"]
+        with Subscriber("pano", endpoint=f"ipc://{run_dir}/pano.sock") as sub:
+            read_until(sub, all_live, 30, "both cameras live")
+            flapping.start()
+            frames: list[Frame] = []
+            last = time.monotonic()
+            while flapping.is_alive():
+                ok, frame = sub.read(timeout=0.5)
+                now = time.monotonic()
+                if ok and frame is not None:
+                    frames.append(frame)
+                    last = now
+                assert now - last < 3.0, "no panorama for 3 s while cam0 flapped"
+            flapping.join(1)
+            assert len(frames) >= 30, f"{len(frames)} panoramas in 6 s of flapping"
+            assert all(source_states(f)["cam1"] == "live" for f in frames), [source_states(f) for f in frames]
+            assert any(source_states(f)["cam0"] != "live" for f in frames), "cam0 never went down: no flapping?"
+            flapped = camera_status(config, "cam0")
+            assert 2 <= flapped["reconnects"] <= 12, f"{flapped['reconnects']} reconnects in 6 s of flapping"
+            # settled: live again within the backoff it reached (a few seconds, far below the cap)
+            read_until(sub, all_live, 20, "cam0 live again once it stopped flapping")
+        entry = children(d, run_dir)["grabber:cam0"]
+        assert entry["pid"] == pid and entry["restarts"] == 0, entry
+    finally:
+        stop_flapping.set()
+        if flapping.is_alive():
+            flapping.join(5)
+        _, err = d.terminate()
+    assert d.proc.returncode == 0 and "Traceback" not in err, err
+
+
+# ---------------------------------------------------------------------------------------------
+# the end of a file is not a fault
+
+
+def test_file_camera_without_loop_ends_instead_of_reconnecting(
+    tmp_path: Path, make_config: Callable[..., Config], children: Children
+) -> None:
+    """A video file with ``loop = false`` plays once and the camera is reported "ended": no
+    reconnect counted, no replay while it is watched; released (idle_timeout) and watched again,
+    it plays from the start once more. Guards against the end of a file being treated as a lost
+    camera (replayed after every backoff, reported "lost" with a growing reconnect count)."""
+    import cv2
+
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 20.0, (640, 480))
+    assert writer.isOpened(), "cv2.VideoWriter cannot write MJPG .avi"
+    for level in range(40, 200, 20):  # 8 frames, 0.4 s
+        writer.write(np.full((480, 640, 3), level, np.uint8))
+    writer.release()
+    config = make_config(
+        cameras=1,
+        camera={"source": str(path), "loop": False, "idle_timeout": 0.5},
+        stitch={"enabled": False},  # a grabber alone: status need not wait for a stitcher's
+    )
+    children.start(run_grabber, config, "cam0")
+    wait_for(lambda: camera_status(config, "cam0"), 20, message="grabber status")
+    for session in (1, 2):
+        with Subscriber("cam0", config=config) as sub:
+            read_until(sub, lambda f: True, 15, "a frame of the file")
+            ended = wait_for(
+                lambda: (s := camera_status(config, "cam0")).get("state") == "ended" and s, 10, message="ended"
+            )
+            assert ended["frames"] == 8 * session and ended["reconnects"] == 0, ended
+            sub.read(timeout=0.2)  # the file's last frame, if not read yet
+            # longer than the first backoff (0.5 s): a lost camera would have played the file again
+            assert sub.read(timeout=1.0) == (False, None)
+            still = camera_status(config, "cam0")
+            assert still["state"] == "ended" and still["frames"] == 8 * session, still
+        wait_for(lambda: camera_status(config, "cam0").get("state") == "asleep", 5, message="asleep")

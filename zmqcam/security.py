@@ -1,0 +1,339 @@
+"""ZeroMQ CURVE for the tcp:// endpoints: key files, key generation and the authenticator.
+
+With ``[curve] key_dir`` set, every tcp endpoint of the rig is encrypted and authenticated. The
+key directory, made by ``zmqcam-daemon keygen DIR``::
+
+    server.key, server.key_secret    the publishers' (grabbers', stitcher's) key pair
+    client.key, client.key_secret    the daemon's own consumers (stitcher, bridge, status, record)
+    <name>.key, <name>.key_secret    one pair per remote program (``keygen DIR --client NAME``)
+    authorized/*.key                 the public keys allowed to subscribe
+
+Publishers are CURVE servers and run pyzmq's ``ThreadAuthenticator`` (ZAP) in their process; it
+lets in only the keys in ``authorized/``, re-read whenever that directory changes, so a key added
+or removed there applies to the next connection without a restart. ipc endpoints stay on the NULL
+mechanism: they sit in the 0700 run_dir (only the owner can connect), and encrypting 1 MB raw
+frames on the local host would cost CPU for nothing. ``zmqcam.bus`` applies the keys to tcp only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import stat
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
+
+from zmqcam.config import NAME_PATTERN, Config
+from zmqcam.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SERVER = "server"
+CLIENT = "client"
+AUTHORIZED = "authorized"
+PUBLIC_SUFFIX = ".key"
+SECRET_SUFFIX = ".key_secret"
+#: a CURVE key in Z85 text form, as the key files hold it
+_Z85_KEY_LENGTH = 40
+#: key files are a few hundred bytes; anything bigger is not one
+_MAX_KEY_FILE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ServerKeys:
+    """What a publishing socket needs: its key pair and where the allowed client keys are."""
+
+    public: bytes
+    secret: bytes
+    authorized: Path
+
+
+@dataclass(frozen=True)
+class ClientKeys:
+    """What a subscribing socket needs: its own key pair and the publisher's public key."""
+
+    public: bytes
+    secret: bytes
+    server: bytes
+
+
+# ---------------------------------------------------------------------------------------------
+# key files
+
+
+def _read_key(path: Path, want_secret: bool) -> tuple[bytes, bytes | None]:
+    """(public, secret) from a key file; ValueError with a short reason when it is not usable."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise ValueError(f"cannot read: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_KEY_FILE:
+        raise ValueError("not a key file")
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except OSError as exc:
+        raise ValueError(f"cannot read: {exc.strerror or exc}") from None
+    except ValueError:
+        raise ValueError("no public-key in it (not a key file made by zmqcam-daemon keygen)") from None
+    for what, key in (("public-key", public), ("secret-key", secret)):
+        if key is None:
+            continue
+        if not _valid_z85_key(key):
+            raise ValueError(f"its {what} is not a 40-character Z85 CURVE key")
+    if want_secret and secret is None:
+        raise ValueError("no secret-key in it (use the .key_secret file)")
+    if want_secret and stat.S_IMODE(info.st_mode) & 0o077:
+        # like ssh: a secret others can read is no secret; refuse rather than leak silently
+        raise ValueError(f"secret key readable by other users (mode {stat.S_IMODE(info.st_mode):o}; chmod 600 it)")
+    return public, secret
+
+
+def _valid_z85_key(key: bytes) -> bool:
+    if len(key) != _Z85_KEY_LENGTH:
+        return False
+    try:
+        z85.decode(key)
+    except (ValueError, KeyError, IndexError):
+        return False
+    return True
+
+
+def _authorized_keys(directory: Path) -> dict[bytes, Path]:
+    """The public keys in ``directory``/*.key; ValueError naming the first bad file."""
+    keys = {}
+    for path in sorted(directory.glob("*" + PUBLIC_SUFFIX)):
+        try:
+            public, _ = _read_key(path, want_secret=False)
+        except ValueError as exc:
+            raise ValueError(f"{path.name}: {exc}") from None
+        keys[public] = path
+    return keys
+
+
+def key_dir_problems(key_dir: Path) -> list[tuple[Path, str]]:
+    """Every problem with a key directory, as (file, reason); empty when the daemon can use it."""
+    if not zmq.has("curve"):
+        return [(key_dir, "this libzmq was built without CURVE support")]
+    try:
+        if not key_dir.exists():
+            return [(key_dir, "no such directory (make one with: zmqcam-daemon keygen DIR)")]
+        if not key_dir.is_dir():
+            return [(key_dir, "not a directory")]
+    except (OSError, ValueError) as exc:
+        return [(key_dir, f"cannot read: {exc}")]
+    problems: list[tuple[Path, str]] = []
+    for name, secret in (
+        (SERVER + PUBLIC_SUFFIX, False),
+        (SERVER + SECRET_SUFFIX, True),
+        (CLIENT + SECRET_SUFFIX, True),
+    ):
+        try:
+            _read_key(key_dir / name, want_secret=secret)
+        except ValueError as exc:
+            problems.append((key_dir / name, str(exc)))
+    authorized = key_dir / AUTHORIZED
+    if not authorized.is_dir():
+        problems.append((authorized, "not a directory (it holds the public keys allowed to subscribe)"))
+        return problems
+    try:
+        if not _authorized_keys(authorized):
+            problems.append((authorized, "no *.key file in it: nobody could subscribe"))
+    except (OSError, ValueError) as exc:
+        problems.append((authorized, str(exc)))
+    return problems
+
+
+def server_keys(config: Config) -> ServerKeys | None:
+    """The publishers' keys of a CURVE-enabled config (checked when it was loaded), else None."""
+    if config.curve.key_dir is None:
+        return None
+    key_dir = Path(config.curve.key_dir)
+    public, secret = _read_key(key_dir / (SERVER + SECRET_SUFFIX), want_secret=True)
+    assert secret is not None
+    return ServerKeys(public, secret, key_dir / AUTHORIZED)
+
+
+def client_keys(config: Config) -> ClientKeys | None:
+    """The daemon's own consumers' keys of a CURVE-enabled config, else None."""
+    if config.curve.key_dir is None:
+        return None
+    key_dir = Path(config.curve.key_dir)
+    return load_client_keys(key_dir / (SERVER + PUBLIC_SUFFIX), key_dir / (CLIENT + SECRET_SUFFIX))
+
+
+def load_client_keys(server_key: str | os.PathLike[str], client_key: str | os.PathLike[str]) -> ClientKeys:
+    """Keys for a program on another host: the rig's ``server.key`` and the program's own
+    ``NAME.key_secret`` (from ``zmqcam-daemon keygen DIR --client NAME``). ConfigError if unusable."""
+    problems = []
+    server: bytes | None = None
+    public: bytes | None = None
+    secret: bytes | None = None
+    try:
+        server, _ = _read_key(Path(server_key), want_secret=False)
+    except ValueError as exc:
+        problems.append(f"server_key {os.fspath(server_key)!r}: {exc}")
+    try:
+        public, secret = _read_key(Path(client_key), want_secret=True)
+    except ValueError as exc:
+        problems.append(f"client_key {os.fspath(client_key)!r}: {exc}")
+    if problems:
+        raise ConfigError(problems)
+    assert server is not None and public is not None and secret is not None
+    return ClientKeys(public, secret, server)
+
+
+# ---------------------------------------------------------------------------------------------
+# the authenticator (ZAP)
+
+
+class AuthorizedKeys:
+    """pyzmq's CURVE credentials provider: is a client key in ``authorized/``?
+
+    The directory is re-read when its listing changes (names, sizes, mtimes), so keys added or
+    removed there apply to the next handshake. A refused key is logged once, so an operator sees
+    which program lacks authorization without a log line per reconnect attempt.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.allowed = 0
+        self.denied = 0
+        self._lock = threading.Lock()
+        self._signature: tuple[Any, ...] | None = None
+        self._keys: dict[bytes, Path] = {}
+        self._reported: set[bytes] = set()
+        self._refresh()
+
+    def _listing(self) -> tuple[Any, ...]:
+        try:
+            stats = [(p.name, p.stat()) for p in sorted(self.directory.glob("*" + PUBLIC_SUFFIX))]
+            return tuple((name, st.st_size, st.st_mtime_ns) for name, st in stats)
+        except OSError:
+            return ()
+
+    def _refresh(self) -> None:
+        signature = self._listing()
+        if signature == self._signature:
+            return
+        try:
+            keys = _authorized_keys(self.directory)
+        except (OSError, ValueError) as exc:
+            # keep the keys we had: a half-copied file must not lock everybody out
+            log.error("%s: %s; keeping the %d keys loaded before", self.directory, exc, len(self._keys))
+        else:
+            if self._signature is not None:
+                log.info("%s changed: %d authorized keys", self.directory, len(keys))
+            self._keys = keys
+        self._signature = signature
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """Called by the authenticator thread for each CURVE handshake; ``key`` is Z85."""
+        with self._lock:
+            self._refresh()
+            if key in self._keys:
+                self.allowed += 1
+                return True
+            self.denied += 1
+            if key not in self._reported and len(self._reported) < 100:
+                self._reported.add(key)
+                log.warning(
+                    "refused a tcp subscriber with CURVE key %s: not in %s",
+                    key.decode("ascii", "replace"),
+                    self.directory,
+                )
+            return False
+
+
+def start_authenticator(ctx: zmq.Context[Any], keys: ServerKeys | None) -> ThreadAuthenticator | None:
+    """Start the ZAP handler of ``ctx`` (one per context), before any CURVE socket binds: a CURVE
+    server with no ZAP handler would accept every client that knows the server key."""
+    if keys is None:
+        return None
+    auth = ThreadAuthenticator(ctx, log=logging.getLogger("zmqcam.security.zap"))
+    auth.start()
+    auth.configure_curve_callback(domain="*", credentials_provider=AuthorizedKeys(keys.authorized))
+    return auth
+
+
+def stop_authenticator(auth: ThreadAuthenticator | None) -> None:
+    """Stop the ZAP thread (it holds a socket: the context cannot terminate before)."""
+    if auth is not None:
+        auth.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# key generation
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_uid != os.getuid():
+        raise PermissionError(f"{path}: owned by another user; refusing to put keys there")
+    os.chmod(path, 0o700)
+
+
+def _create_pair(key_dir: Path, name: str) -> tuple[Path, Path]:
+    """A new key pair ``name``.key / ``name``.key_secret; the secret never exists with a wider mode."""
+    public, secret = key_dir / (name + PUBLIC_SUFFIX), key_dir / (name + SECRET_SUFFIX)
+    old_umask = os.umask(0o077)  # create_certificates writes with the umask's mode
+    try:
+        zmq.auth.create_certificates(key_dir, name)
+    finally:
+        os.umask(old_umask)
+    os.chmod(secret, 0o600)
+    os.chmod(public, 0o644)  # a public key is meant to be copied
+    return public, secret
+
+
+def _refuse_existing(paths: list[Path]) -> None:
+    existing = [p for p in paths if p.exists()]
+    if existing:
+        raise FileExistsError(f"{existing[0]} exists; refusing to overwrite keys (remove them to make new ones)")
+
+
+def keygen(key_dir: Path) -> list[Path]:
+    """Make a rig's keys in ``key_dir``: the server pair, the daemon's client pair, and
+    authorized/client.key. Return the files made. FileExistsError if any exists already."""
+    names = [SERVER + PUBLIC_SUFFIX, SERVER + SECRET_SUFFIX, CLIENT + PUBLIC_SUFFIX, CLIENT + SECRET_SUFFIX]
+    _refuse_existing([key_dir / n for n in names] + [key_dir / AUTHORIZED / (CLIENT + PUBLIC_SUFFIX)])
+    _private_dir(key_dir)
+    _private_dir(key_dir / AUTHORIZED)
+    made = [*_create_pair(key_dir, SERVER), *_create_pair(key_dir, CLIENT)]
+    made.append(_authorize(key_dir, key_dir / (CLIENT + PUBLIC_SUFFIX)))
+    return made
+
+
+def add_client(key_dir: Path, name: str) -> list[Path]:
+    """One more client pair ``name`` for a program on another host, authorized at once."""
+    if not re.match(NAME_PATTERN, name):
+        raise ValueError(f"client name {name!r}: use 1 to 32 of a-z, 0-9, '_' and '-'")
+    if name in (SERVER, CLIENT):
+        raise ValueError(f"client name {name!r} is reserved for the daemon's own keys")
+    if not (key_dir / (SERVER + PUBLIC_SUFFIX)).is_file():
+        raise FileNotFoundError(
+            f"{key_dir / (SERVER + PUBLIC_SUFFIX)}: no rig keys here (run: zmqcam-daemon keygen {key_dir})"
+        )
+    names = [name + PUBLIC_SUFFIX, name + SECRET_SUFFIX]
+    _refuse_existing([key_dir / n for n in names] + [key_dir / AUTHORIZED / (name + PUBLIC_SUFFIX)])
+    _private_dir(key_dir / AUTHORIZED)
+    made = list(_create_pair(key_dir, name))
+    made.append(_authorize(key_dir, key_dir / (name + PUBLIC_SUFFIX)))
+    return made
+
+
+def _authorize(key_dir: Path, public: Path) -> Path:
+    target = key_dir / AUTHORIZED / public.name
+    # written whole under a temporary name, so the authenticator never reads half a key
+    tmp = target.with_name(f".{public.name}.tmp")
+    tmp.write_bytes(public.read_bytes())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, target)
+    return target
