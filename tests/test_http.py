@@ -671,6 +671,20 @@ def test_access_control_by_token_or_basic_credentials(make_config: Callable[...,
     assert requests.get(url + "/status", auth=("ops", "pa:ss w0rd"), timeout=5).json()["http"]["unauthorized"] >= 33
 
 
+def test_status_command_reads_a_bridge_behind_basic_auth(
+    make_config: Callable[..., Config], children: Children
+) -> None:
+    """`zmqcam-daemon status` authenticates to the bridge with whatever the config sets: basic
+    credentials alone too (it used to send only a token, and showed no HTTP part then)."""
+    from zmqcam.cli import gather_status
+
+    config = make_config(cameras=1, http={"port": 0, "basic_user": "ops", "basic_password": "pa:ss w0rd"})
+    _, url = start_bridge(children, config)
+    assert requests.get(url + "/status", timeout=5).status_code == 401
+    http = gather_status(config)["http"]
+    assert http is not None and http["requests"] >= 2 and http["unauthorized"] == 1
+
+
 def test_sigterm_stops_the_bridge_cleanly_with_a_viewer_connected(
     make_config: Callable[..., Config], children: Children
 ) -> None:
@@ -769,6 +783,9 @@ def test_https_stream_and_status_for_a_verifying_client(
 
     assert gather_status(config)["http"]["requests"] >= 2
     assert "Traceback" not in capfd.readouterr().err
+    from zmqcam.daemon import where_to_look
+
+    assert where_to_look(config)[0].startswith(f"zmqcam: panorama at https://127.0.0.1:{config.http.port}/stream")
 
 
 def test_tls_config_problems_are_one_line_each(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ Every error a user can cause prints one line on stderr and exits non-zero, witho
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -157,6 +158,9 @@ def gather_status(config: Config) -> dict[str, Any]:
         request = urllib.request.Request(f"{'https' if tls else 'http'}://{host}:{port}/status")
         if config.http.token:
             request.add_header("Authorization", f"Bearer {config.http.token}")
+        elif config.http.basic_user is not None and config.http.basic_password is not None:
+            pair = f"{config.http.basic_user}:{config.http.basic_password}".encode()
+            request.add_header("Authorization", "Basic " + base64.b64encode(pair).decode("ascii"))
         with (
             contextlib.suppress(OSError, ValueError),
             urllib.request.urlopen(request, timeout=2, context=tls) as response,

@@ -511,9 +511,8 @@ def where_to_look(config: Config, role: str = "all") -> list[str]:
     lines = []
     if config.http.enabled and "bridge" in roles:
         host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::", "") else config.http.host
-        lines.append(
-            f"zmqcam: panorama at http://{host}:{config.http.port}/stream (page: http://{host}:{config.http.port}/)"
-        )
+        base = f"{'https' if config.http.tls_cert else 'http'}://{host}:{config.http.port}"
+        lines.append(f"zmqcam: panorama at {base}/stream (page: {base}/)")
     if config.stitch.enabled and "stitcher" in roles:
         shown = ", ".join(show(e) for e in config.pano_endpoints)
         lines.append(f"zmqcam: panorama topics 'pano raw' / 'pano jpeg' on {shown}")
