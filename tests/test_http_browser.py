@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -67,14 +68,15 @@ def test_page_shows_the_live_panorama_and_fills_the_status_table(
     make_config: Callable[..., Config], children: Children, browser: Any
 ) -> None:
     """The page's panorama <img> shows a moving picture (two screenshots differ), camera tiles show
-    camera frames, and the status table fills in from /status without a reload; no external assets."""
+    camera frames, and the status table fills in from /status without a reload; no external assets.
+    When the bridge is killed and restarted, the open page reconnects its streams by itself."""
     from selenium.webdriver.common.by import By
 
     config = make_config(cameras=2, camera={"fps": 10, "idle_timeout": 1.0}, http={"port": 0})
     for cam in config.camera:
         children.start(run_grabber, config, cam.name)
     children.start(run_stitcher, config)
-    children.start(run_bridge, config)
+    bridge = children.start(run_bridge, config)
     info = wait_for(lambda: read_announce(config.run_dir), 30, message="the bridge to listen")
     url = f"http://127.0.0.1:{info['port']}"
 
@@ -110,3 +112,21 @@ def test_page_shows_the_live_panorama_and_fills_the_status_table(
     assert first.std() > 20, "the panorama looks like a flat card, not a picture"
     summary = browser.find_element(By.ID, "summary").text
     assert "HTTP clients" in summary and "pano jpeg" in summary
+
+    # the bridge dies and the supervisor starts a new one on the same port: the open page notices
+    # (its status poll fails, then works again) and reopens its streams without a reload
+    os.kill(bridge.pid, signal.SIGKILL)
+    bridge.join(5)
+    (config.run_dir / "bridge.json").unlink(missing_ok=True)
+    same_port = config.model_copy(update={"http": config.http.model_copy(update={"port": info["port"]})})
+    children.start(run_bridge, same_port)
+    wait_for(lambda: read_announce(config.run_dir), 30, message="the new bridge to listen")
+
+    def streams_reopened() -> bool:
+        status = requests.get(url + "/status", timeout=5).json()
+        return status["http"]["streams"].get("pano", 0) >= 1 and status["cameras"]["cam0"]["http"]["clients"] >= 1
+
+    wait_for(streams_reopened, 20, interval=0.2, message="the page to reopen its streams on the new bridge")
+    before = element_image(pano)
+    time.sleep(1.0)
+    assert np.abs(before - element_image(pano)).mean() > 0.5, "the panorama froze after the bridge restart"

@@ -107,9 +107,16 @@ function url(path, params) {{
   for (const [k, v] of Object.entries(params || {{}})) u.searchParams.set(k, v);
   return u.toString();
 }}
-for (const img of document.querySelectorAll("img[data-src]")) {{
-  img.src = url(img.dataset.src, img.dataset.fps ? {{fps: img.dataset.fps}} : {{}});
+// (Re)open every MJPEG <img>. A stream that ends (the bridge restarted) leaves the last frame on
+// screen and fires no reliable event, so refresh() below calls this again when it sees the bridge
+// come back; the t parameter makes the browser open a new connection instead of reusing the image.
+function openStreams() {{
+  for (const img of document.querySelectorAll("img[data-src]")) {{
+    const params = img.dataset.fps ? {{fps: img.dataset.fps}} : {{}};
+    img.src = url(img.dataset.src, {{...params, t: Date.now()}});
+  }}
 }}
+openStreams();
 const snapshots = document.querySelectorAll("img[data-snapshot]");
 function refreshSnapshots() {{
   for (const img of snapshots) img.src = url(img.dataset.snapshot, {{t: Date.now()}});
@@ -153,12 +160,20 @@ function render(s) {{
     `skipped (slow viewer or fps cap) ${{h.frames_skipped}}, dropped stalled viewers ${{h.dropped}}, ` +
     `bad requests ${{h.bad_requests}}; subscribed: ${{s.subscriptions.join(", ") || "nothing"}}`;
 }}
+let bridgeDown = false;
+let bridgeUptime = 0;
 async function refresh() {{
   try {{
     const r = await fetch(url("status"), {{cache: "no-store"}});
     if (!r.ok) throw new Error("HTTP " + r.status);
-    render(await r.json());
+    const s = await r.json();
+    // back after a failed poll, or restarted between two polls (its uptime went down)
+    if (bridgeDown || s.http.uptime < bridgeUptime) openStreams();
+    bridgeDown = false;
+    bridgeUptime = s.http.uptime;
+    render(s);
   }} catch (e) {{
+    bridgeDown = true;
     document.getElementById("summary").textContent = "status unavailable: " + e.message;
   }}
 }}
