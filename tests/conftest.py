@@ -18,6 +18,8 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from daemon_helpers import Daemon
+
 from zmqcam.config import Config, default_config_dict, from_dict
 
 
@@ -56,6 +58,40 @@ def ctx() -> Iterator[zmq.Context[Any]]:
         sock.close(linger=0)
     context.term()
     assert not leaked, f"test leaked {len(leaked)} socket(s)"
+
+
+@pytest.fixture
+def fakes() -> Iterator[Callable[..., Any]]:
+    """A factory of started fake ESP32-CAMs (``fakes(fps=10, size=(320, 240))``, arguments of
+    ``zmqcam.testing.fakecam.FakeCam``), all stopped at teardown and checked for errors in their
+    threads."""
+    from zmqcam.testing.fakecam import FakeCam
+
+    started: list[FakeCam] = []
+
+    def start(**kwargs: Any) -> FakeCam:
+        kwargs.setdefault("fps", 10.0)
+        kwargs.setdefault("capture_delay", 0.02)
+        cam = FakeCam(**kwargs)
+        started.append(cam)
+        return cam.start()
+
+    yield start
+    for cam in started:
+        cam.stop()
+    errors = [e for cam in started for e in cam.errors]
+    assert not errors, errors
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    started: list[Daemon] = []
+    yield started
+    for d in started:
+        if d.proc.poll() is None:
+            d.terminate()
+        else:
+            d.proc.communicate()
 
 
 class Children:

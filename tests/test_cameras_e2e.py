@@ -15,7 +15,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,26 +54,6 @@ def watch_status(config: Config, seconds: float, name: str = "cam0") -> list[dic
         if found and (not seen or found["uptime"] != seen[-1]["uptime"]):
             seen.append(found)
     return seen
-
-
-@pytest.fixture
-def fakes() -> Iterator[Callable[..., FakeCam]]:
-    """A factory of started fake ESP32-CAMs (``fakes(fps=10, size=(320, 240))``), all stopped at
-    teardown and checked for errors in their threads."""
-    started: list[FakeCam] = []
-
-    def start(**kwargs: Any) -> FakeCam:
-        kwargs.setdefault("fps", 10.0)
-        kwargs.setdefault("capture_delay", 0.02)
-        cam = FakeCam(**kwargs)
-        started.append(cam)
-        return cam.start()
-
-    yield start
-    for cam in started:
-        cam.stop()
-    errors = [e for cam in started for e in cam.errors]
-    assert not errors, errors
 
 
 def rig(make_config: Callable[..., Config], cameras: list[dict[str, Any]], **sections: Any) -> Config:

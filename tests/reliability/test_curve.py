@@ -18,7 +18,7 @@ import simplejpeg
 import zmq
 import zmq.auth
 from conftest import wait_for
-from test_daemon import cli, free_port
+from daemon_helpers import cli, free_port
 
 from zmqcam import bus, protocol, security
 from zmqcam.config import ConfigError, default_config_dict, from_dict, load_config

@@ -70,7 +70,7 @@ import pytest
 import requests
 import simplejpeg
 from conftest import Children, wait_for
-from test_daemon import Daemon, _toml, cli, free_port  # _toml: its config writer
+from daemon_helpers import Daemon, cli, free_port, toml_text
 
 from zmqcam import Subscriber
 from zmqcam.config import Config, default_config_dict, from_dict, load_config
@@ -108,7 +108,7 @@ def write_rig(path: Path, run_dir: Path, cameras: list[dict[str, Any]], http: bo
     data["stitch"] = {"stale_after": STALE_AFTER}
     data["http"] = {"enabled": http, "port": free_port()}
     from_dict(data)  # the test's own config must be valid
-    path.write_text(_toml(data))
+    path.write_text(toml_text(data))
     return load_config(path)
 
 
@@ -244,25 +244,6 @@ def connect_viewer(port: int, path: str, timeout: float = 20.0) -> Viewer:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
-
-
-@pytest.fixture
-def fakes() -> Iterator[Callable[..., FakeCam]]:
-    """A factory of started fake ESP32-CAMs; all stopped at teardown and checked for thread errors."""
-    started: list[FakeCam] = []
-
-    def start(**kwargs: Any) -> FakeCam:
-        kwargs.setdefault("fps", 10.0)
-        kwargs.setdefault("capture_delay", 0.02)
-        cam = FakeCam(**kwargs)
-        started.append(cam)
-        return cam.start()
-
-    yield start
-    for cam in started:
-        cam.stop()
-    errors = [e for cam in started for e in cam.errors]
-    assert not errors, errors
 
 
 # ---------------------------------------------------------------------------------------------

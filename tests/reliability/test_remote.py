@@ -25,7 +25,7 @@ import simplejpeg
 import zmq
 import zmq.auth
 from conftest import wait_for
-from test_daemon import Daemon, cli, free_port, read_stream_parts
+from daemon_helpers import Daemon, cli, free_port, read_stream_parts
 
 from zmqcam import Subscriber, bus, protocol, security
 from zmqcam.config import Config, default_config_dict, load_config

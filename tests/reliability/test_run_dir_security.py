@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_for
-from test_daemon import Daemon, cli, daemons  # noqa: F401 - daemons is a fixture
+from daemon_helpers import Daemon, cli
 
 from zmqcam import Subscriber
 
@@ -53,7 +53,7 @@ def connect_as(uid: int, path: Path) -> str:
 
 
 @pytest.fixture
-def running(tmp_path: Path, daemons: list[Daemon]) -> Iterator[Path]:  # noqa: F811 - the fixture above
+def running(tmp_path: Path, daemons: list[Daemon]) -> Iterator[Path]:
     """A daemon with one synthetic camera on a fresh run_dir; yields the run_dir."""
     os.chmod(tmp_path, 0o755)  # pytest's tmp_path is private already; the run_dir must be private itself
     run_dir = tmp_path / "run"
@@ -91,7 +91,7 @@ def test_run_dir_owned_by_another_user_is_refused(tmp_path: Path) -> None:
     assert list(run_dir.iterdir()) == []
 
 
-def test_a_too_open_run_dir_of_ours_is_made_private(tmp_path: Path, daemons: list[Daemon]) -> None:  # noqa: F811
+def test_a_too_open_run_dir_of_ours_is_made_private(tmp_path: Path, daemons: list[Daemon]) -> None:
     """A run_dir we own but left group/world accessible is tightened to 0700 before any socket is
     bound in it (else anyone on the machine could subscribe to the cameras)."""
     run_dir = tmp_path / "open"
