@@ -153,7 +153,8 @@ def test_grabber_survives_garbage_sent_to_its_publisher(
     """An XSUB peer can send arbitrary messages to a grabber's XPUB: they are counted as malformed
     and never count as demand (the camera stays asleep). Peers that do not speak ZeroMQ at all (a
     browser pointed at the tcp port, a broken greeting) are survived too, and once they are gone the
-    camera sleeps again. A real subscriber afterwards gets frames as usual."""
+    camera sleeps again. A real subscriber afterwards gets frames as usual, and a forged
+    unsubscribe from another peer does not take its demand away."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -188,6 +189,13 @@ def test_grabber_survives_garbage_sent_to_its_publisher(
         with Subscriber("cam0", config=config) as sub:
             ok, frame = sub.read(timeout=10)
             assert ok and frame is not None and frame.image.shape == (480, 640, 3)
+            # a peer cannot cancel someone else's subscription: libzmq passes up only the
+            # unsubscribes of subscriptions the sending peer made itself
+            xsub.send(b"\x00" + protocol.topic("cam0", protocol.RAW))
+            time.sleep(2 * config.camera[0].idle_timeout)
+            status = collect_status(config, timeout=2.0)["cam0"]
+            assert status["state"] == "live" and status["subscribers"]["raw"] == 1, status
+            assert sub.read(timeout=5)[0]
         assert alive(grabber)
     finally:
         xsub.close(linger=0)
