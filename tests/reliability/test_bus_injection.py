@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pytest
 import requests
 import simplejpeg
 import zmq
@@ -147,6 +148,7 @@ def test_bridge_survives_garbage_on_a_camera_topic(
         pub.close(linger=0)
 
 
+@pytest.mark.slow
 def test_grabber_survives_garbage_sent_to_its_publisher(
     make_config: Callable[..., Config], children: Children, ctx: zmq.Context[Any]
 ) -> None:

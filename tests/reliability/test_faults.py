@@ -479,6 +479,7 @@ def test_whole_daemon_sigkilled_restarts_over_stale_files_and_a_subscriber_recov
 # cameras
 
 
+@pytest.mark.slow
 def test_rig_with_cameras_broken_from_the_start_serves_the_rest(tmp_path: Path, fakes: Callable[..., FakeCam]) -> None:
     """Four cameras, two of them broken from the start: cam2's port has nothing listening, cam3
     accepts TCP and never answers; cam1 sends 320x240 where 640x480 is configured. The daemon
@@ -598,6 +599,7 @@ def test_killed_grabber_of_a_one_client_camera_gets_the_camera_back(
     assert d.proc.returncode == 0 and "Traceback" not in err, err
 
 
+@pytest.mark.slow
 def test_flapping_camera_never_disturbs_the_rest_and_is_live_once_it_settles(
     tmp_path: Path, fakes: Callable[..., FakeCam]
 ) -> None:
@@ -657,6 +659,7 @@ def test_flapping_camera_never_disturbs_the_rest_and_is_live_once_it_settles(
 # the end of a file is not a fault
 
 
+@pytest.mark.slow
 def test_file_camera_without_loop_ends_instead_of_reconnecting(
     tmp_path: Path, make_config: Callable[..., Config], children: Children
 ) -> None:

@@ -98,6 +98,7 @@ def test_a_thousand_connect_disconnect_cycles_leave_nothing_behind(bridge: FedBr
     print(f"\n1000 cycles in {took:.1f} s; bridge before {baseline}, after {after}")
 
 
+@pytest.mark.slow
 def test_two_hundred_viewers_that_never_read_are_dropped_and_leave_nothing_behind(bridge: FedBridge) -> None:
     """200 viewers that connect to /stream and never read: each is dropped once a write stalls for
     write_timeout, a normal viewer keeps its frames meanwhile, and afterwards the bridge has its

@@ -99,6 +99,7 @@ def _watch(port: int, stop: threading.Event) -> None:
                 return
 
 
+@pytest.mark.slow
 def test_split_rig_serves_the_stitched_panorama_over_curve(rig: Rig) -> None:
     """`--role stitcher,bridge` on the same config as the `--role grabbers` daemon: it reads the
     cameras over CURVE tcp, /stream serves the 2347x250 panorama with every camera live, its own
