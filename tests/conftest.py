@@ -127,6 +127,19 @@ def children() -> Iterator[Children]:
     kids.stop_all()
 
 
+#: CI (.ci/run) installs every system package the tests use, so there a missing one is a failure
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def needs(available: bool, reason: str) -> None:
+    """Skip the calling test when a system tool it needs is missing, saying which; fail in CI."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason}; .ci/run installs it, so in CI it must be there")
+    pytest.skip(reason)
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, message: str = "") -> Any:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

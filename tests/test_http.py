@@ -29,7 +29,7 @@ import pytest
 import requests
 import simplejpeg
 import zmq
-from conftest import Children, wait_for
+from conftest import Children, needs, wait_for
 
 from zmqcam import bus, protocol
 from zmqcam.config import Config, connect_endpoint, default_config_dict, from_dict, load_config
@@ -462,8 +462,8 @@ def test_opencv_videocapture_reads_the_stream(rig: Rig) -> None:
 def test_ffmpeg_reads_the_stream(rig: Rig, tmp_path: Path) -> None:
     """ffmpeg -i URL reads /stream as MJPEG and writes frames of the panorama's size."""
     ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        pytest.skip("ffmpeg is not installed")
+    needs(ffmpeg is not None, "needs the ffmpeg command (Debian package ffmpeg)")
+    assert ffmpeg is not None
     out = tmp_path / "frame%d.jpg"
     cmd = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", rig.url + "/stream"]
     done = subprocess.run([*cmd, "-frames:v", "3", "-c", "copy", str(out)], capture_output=True, timeout=60)
@@ -712,11 +712,8 @@ def self_signed_cert(directory: Path, name: str = "") -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and its key (PEM), made with the openssl CLI
     (.ci/run installs it)."""
     openssl = shutil.which("openssl")
-    if openssl is None:
-        reason = "needs the openssl command to make a test certificate (Debian package openssl)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{reason}; .ci/run installs it, so in CI it must be there")
-        pytest.skip(reason)
+    needs(openssl is not None, "needs the openssl command to make a test certificate (Debian package openssl)")
+    assert openssl is not None
     cert, key = directory / f"cert{name}.pem", directory / f"key{name}.pem"
     subprocess.run(
         [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",

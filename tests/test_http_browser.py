@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import requests
-from conftest import Children, wait_for
+from conftest import Children, needs, wait_for
 
 from zmqcam.config import Config
 from zmqcam.grabber import run_grabber
@@ -24,14 +24,13 @@ from zmqcam.stitcher import run_stitcher
 CHROMIUM = os.environ.get("ZMQCAM_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("ZMQCAM_CHROMEDRIVER", "/usr/bin/chromedriver")
 
-pytestmark = pytest.mark.skipif(
-    not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)),
-    reason=f"needs chromium ({CHROMIUM}) and chromedriver ({CHROMEDRIVER}); CI installs them",
-)
-
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Any:
+    needs(
+        os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK),
+        f"needs chromium ({CHROMIUM}) and chromedriver ({CHROMEDRIVER}) (Debian packages chromium, chromium-driver)",
+    )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
