@@ -1,4 +1,5 @@
-"""``cv2.VideoCapture`` made safe to close from another thread, for the rtsp, device and file sources.
+"""``cv2.VideoCapture`` made safe to close from another thread, for the rtsp, device and file sources,
+and ``CaptureSource``, the shell the rtsp and device sources share.
 
 OpenCV cannot abort a blocking ``read``, and releasing a capture while another thread reads it
 is a use-after-free. So ``close`` from another thread marks the capture closed and, if a read is
@@ -11,11 +12,15 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from zmqcam.errors import SourceError
+from zmqcam.sources.base import Source
+
+if TYPE_CHECKING:
+    from zmqcam.config import CameraConfig
 
 T = TypeVar("T")
 
@@ -106,3 +111,39 @@ class GuardedCapture:
             self._cap = None
         if cap is not None:
             cap.release()
+
+
+class CaptureSource(Source):
+    """The common shell of the sources that read through one ``GuardedCapture`` (rtsp, device):
+    reopening replaces the capture, a read after a failed one asks for a reopen, ``close`` works
+    from any thread. Subclasses open with ``_new_capture`` and read from ``_open_capture``."""
+
+    def __init__(self, camera: CameraConfig) -> None:
+        super().__init__(camera)
+        self._capture: GuardedCapture | None = None
+        #: why the capture can no longer be read (OpenCV does not recover from a failed read)
+        self._broken: str | None = None
+
+    def _new_capture(self) -> GuardedCapture:
+        """Close the capture of a previous open, if any, and start a fresh one."""
+        old, self._capture = self._capture, None
+        if old is not None:
+            old.close()
+        capture = GuardedCapture(self.describe())
+        self._capture = capture
+        self._broken = None
+        return capture
+
+    def _open_capture(self) -> GuardedCapture:
+        """The capture to read, or SourceError when it is closed, never opened or broken."""
+        capture = self._capture
+        if capture is None or capture.closed:
+            raise SourceError(f"{self.describe()}: {'closed' if capture is not None else 'not open'}")
+        if self._broken is not None:
+            raise SourceError(f"{self.describe()}: {self._broken}; reopen")
+        return capture
+
+    def close(self) -> None:
+        capture = self._capture
+        if capture is not None:
+            capture.close()

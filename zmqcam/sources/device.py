@@ -11,14 +11,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
 
 from zmqcam.errors import SourceError, SourceTimeout
-from zmqcam.sources._opencv import GuardedCapture
-from zmqcam.sources.base import Source, SourceFrame
-
-if TYPE_CHECKING:
-    from zmqcam.config import CameraConfig
+from zmqcam.sources._opencv import CaptureSource
+from zmqcam.sources.base import SourceFrame
 
 __all__ = ["DeviceSource", "device_target"]
 
@@ -35,13 +31,8 @@ def device_target(source: str) -> tuple[str | int, str]:
     raise SourceError(f"not a video device: {s!r} (use an index such as 0, or a path such as /dev/video0)")
 
 
-class DeviceSource(Source):
+class DeviceSource(CaptureSource):
     kind = "device"
-
-    def __init__(self, camera: CameraConfig) -> None:
-        super().__init__(camera)
-        self._capture: GuardedCapture | None = None
-        self._broken: str | None = None
 
     def describe(self) -> str:
         return f"device {self.camera.source.strip()}"
@@ -55,12 +46,7 @@ class DeviceSource(Source):
             raise SourceError(f"no such video device: {path} (is the camera plugged in? see: ls /dev/video*)")
         if linux and not os.access(path, os.R_OK | os.W_OK):
             raise SourceError(f"no permission to open {path} (add the user to the 'video' group)")
-        old, self._capture = self._capture, None
-        if old is not None:
-            old.close()
-        capture = GuardedCapture(self.describe())
-        self._capture = capture
-        self._broken = None
+        capture = self._new_capture()
         api = cv2.CAP_V4L2 if linux else cv2.CAP_ANY
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(1, int(timeout * 1000))]
         if not capture.open(target, api, params):
@@ -81,11 +67,7 @@ class DeviceSource(Source):
         capture.use(configure)
 
     def read(self, timeout: float) -> SourceFrame:
-        capture = self._capture
-        if capture is None or capture.closed:
-            raise SourceError(f"{self.describe()}: {'closed' if capture is not None else 'not open'}")
-        if self._broken is not None:
-            raise SourceError(f"{self.describe()}: {self._broken}; reopen")
+        capture = self._open_capture()
         start = time.monotonic()
         image = capture.read()
         if image is None:
@@ -96,8 +78,3 @@ class DeviceSource(Source):
             self._broken = "read failed"
             raise SourceError(f"{self.describe()}: read failed (device unplugged?)")
         return SourceFrame.raw(image)
-
-    def close(self) -> None:
-        capture = self._capture
-        if capture is not None:
-            capture.close()

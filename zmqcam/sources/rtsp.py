@@ -24,15 +24,11 @@ OpenCV's FFmpeg backend. Frames are decoded BGR pixels (``SourceFrame.raw``).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from zmqcam.errors import SourceError, SourceTimeout
 from zmqcam.sources._common import safe_url
-from zmqcam.sources._opencv import GuardedCapture
-from zmqcam.sources.base import Source, SourceFrame
-
-if TYPE_CHECKING:
-    from zmqcam.config import CameraConfig
+from zmqcam.sources._opencv import CaptureSource
+from zmqcam.sources.base import SourceFrame
 
 __all__ = ["RtspSource", "ffmpeg_options"]
 
@@ -46,13 +42,8 @@ def ffmpeg_options(transport: str) -> str:
     return f"rtsp_transport;{transport}|analyzeduration;500000|probesize;65536"
 
 
-class RtspSource(Source):
+class RtspSource(CaptureSource):
     kind = "rtsp"
-
-    def __init__(self, camera: CameraConfig) -> None:
-        super().__init__(camera)
-        self._capture: GuardedCapture | None = None
-        self._broken: str | None = None
 
     def describe(self) -> str:
         return f"rtsp {safe_url(self.camera.source)}"
@@ -63,12 +54,7 @@ class RtspSource(Source):
         url = self.camera.source.strip()
         if not url.lower().startswith(("rtsp://", "rtsps://")):
             raise SourceError(f"not an rtsp:// URL: {safe_url(url)}")
-        old, self._capture = self._capture, None
-        if old is not None:
-            old.close()
-        capture = GuardedCapture(self.describe())
-        self._capture = capture
-        self._broken = None
+        capture = self._new_capture()
         params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
             max(1, int(timeout * 1000)),
@@ -88,11 +74,7 @@ class RtspSource(Source):
             raise SourceError(f"{self.describe()}: cannot open (refused, wrong path, or no playable video stream)")
 
     def read(self, timeout: float) -> SourceFrame:
-        capture = self._capture
-        if capture is None or capture.closed:
-            raise SourceError(f"{self.describe()}: {'closed' if capture is not None else 'not open'}")
-        if self._broken is not None:
-            raise SourceError(f"{self.describe()}: {self._broken}; reopen")
+        capture = self._open_capture()
         read_timeout = self.camera.read_timeout
         start = time.monotonic()
         image = capture.read()
@@ -106,8 +88,3 @@ class RtspSource(Source):
             self._broken = "stream failed"
             raise SourceError(f"{self.describe()}: the stream ended or failed")
         return SourceFrame.raw(image)
-
-    def close(self) -> None:
-        capture = self._capture
-        if capture is not None:
-            capture.close()

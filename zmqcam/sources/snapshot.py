@@ -26,8 +26,10 @@ of no use for a single picture).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from zmqcam.errors import CorruptFrame, SourceError, SourceTimeout
@@ -52,6 +54,20 @@ _JPEG_TYPES = ("image/jpeg", "image/jpg", "image/pjpeg")
 
 class _Dropped(SourceError):
     """A reused keep-alive connection was closed before any response: retry on a new one."""
+
+
+@contextlib.contextmanager
+def _dropped_if_reused(conn: HttpConnection, fresh: bool, desc: str) -> Iterator[None]:
+    """A failure on a kept-alive connection (not a timeout) most likely means the camera closed it
+    between two snapshots: raise _Dropped, which retries once on a fresh connection."""
+    try:
+        yield
+    except SourceTimeout:
+        raise
+    except SourceError:
+        if fresh or conn.closed:
+            raise
+        raise _Dropped(desc) from None
 
 
 class SnapshotSource(Source):
@@ -125,25 +141,13 @@ class SnapshotSource(Source):
     def _request(self, conn: HttpConnection, deadline: float, fresh: bool, opening: bool) -> SourceFrame:
         desc = conn.url.describe()
         remaining = max(0.001, deadline - time.monotonic())
-        try:
+        with _dropped_if_reused(conn, fresh, desc):
             conn.send_request({"Accept": "image/jpeg", "Connection": "keep-alive"}, remaining)
-        except SourceTimeout:
-            raise
-        except SourceError:
-            if fresh or conn.closed:
-                raise
-            raise _Dropped(desc) from None
         self.requests += 1
         # a fresh connection gets connect_timeout to answer; silence then means "busy"
         head_timeout = self.camera.connect_timeout if fresh else deadline - time.monotonic()
-        try:
+        with _dropped_if_reused(conn, fresh, desc):
             resp = conn.read_head(max(0.001, head_timeout), busy_if_silent=fresh)
-        except SourceTimeout:
-            raise
-        except SourceError:
-            if fresh or conn.closed:
-                raise
-            raise _Dropped(desc) from None
         return self._body(conn, resp, deadline, opening)
 
     def _body(self, conn: HttpConnection, resp: HttpResponse, deadline: float, opening: bool) -> SourceFrame:
