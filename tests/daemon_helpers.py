@@ -2,17 +2,20 @@
 
 ``Daemon`` starts ``zmqcam-daemon start`` in its own session (the ``daemons`` fixture in conftest
 stops every one a test started); ``cli`` runs any other subcommand; ``write_config`` writes a
-small valid TOML config of synthetic cameras.
+small valid TOML config of synthetic cameras; ``reader_process`` runs a program reading one stream
+with ``zmqcam.Subscriber``, in a process of its own that a test can kill or freeze.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,34 @@ def cli(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.
     return subprocess.run(
         [sys.executable, "-m", "zmqcam.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd
     )
+
+
+#: a user's program: read the stream once (say so on stdout), then keep reading until killed
+_READER = """
+import json, sys
+from zmqcam import Subscriber
+sub = Subscriber(sys.argv[1], **json.loads(sys.argv[2]))
+ok, _ = sub.read(timeout=30)
+print("reading" if ok else "nothing", flush=True)
+while True:
+    sub.read(timeout=1)
+"""
+
+
+@contextlib.contextmanager
+def reader_process(stream: str, **subscriber: Any) -> Iterator[subprocess.Popen[str]]:
+    """A process reading ``stream`` through ``Subscriber(stream, **subscriber)`` (string or path
+    arguments: endpoint, kind, server_key, client_key), yielded once it has read a frame. Killed
+    by its pid afterwards, whatever the test did to it (SIGKILL ends a SIGSTOPped process too)."""
+    arguments = json.dumps({key: str(value) for key, value in subscriber.items()})
+    proc = subprocess.Popen([sys.executable, "-c", _READER, stream, arguments], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "reading", "the reader got no frame"
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
 
 
 class Daemon:

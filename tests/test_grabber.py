@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from conftest import Children, wait_for
+from daemon_helpers import reader_process
 
 from zmqcam import Camera, Subscriber, protocol
 from zmqcam.config import Config
 from zmqcam.grabber import Backoff, run_grabber
 from zmqcam.status import collect_status
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def cam_status(config: Config, name: str = "cam0") -> dict[str, Any]:
@@ -114,39 +109,14 @@ def test_idle_timeout_zero_closes_at_once(make_config: Callable[..., Config], ch
     wait_for(lambda: cam_status(config).get("state") == "asleep", 3)
 
 
-SUBSCRIBER_SCRIPT = textwrap.dedent(
-    """
-    import sys, time
-    from zmqcam import Subscriber
-    from zmqcam.config import load_config
-    sub = Subscriber("cam0", endpoint=sys.argv[1])
-    ok, _ = sub.read(timeout=20)
-    print("reading" if ok else "nothing", flush=True)
-    while True:
-        sub.read(timeout=1)
-    """
-)
-
-
 def test_sigkilled_subscriber_releases_demand(one_camera: Config) -> None:
     """A subscriber process killed with SIGKILL counts as gone: the camera goes back to sleep."""
-    endpoint = one_camera.camera_endpoint("cam0")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SUBSCRIBER_SCRIPT, endpoint], stdout=subprocess.PIPE, text=True, cwd=ROOT
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "reading"
+    with reader_process("cam0", endpoint=one_camera.camera_endpoint("cam0")) as proc:
         assert cam_status(one_camera)["subscribers"]["raw"] == 1
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(5)
         wait_for(lambda: cam_status(one_camera)["subscribers"]["raw"] == 0, 5, message="unsubscribe on death")
         wait_for(lambda: cam_status(one_camera)["state"] == "asleep", 5, message="camera to sleep")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def test_slow_reader_gets_the_newest_frame(one_camera: Config) -> None:

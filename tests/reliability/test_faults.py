@@ -57,8 +57,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -70,7 +68,7 @@ import pytest
 import requests
 import simplejpeg
 from conftest import Children, wait_for
-from daemon_helpers import Daemon, cli, free_port, toml_text
+from daemon_helpers import Daemon, cli, free_port, reader_process, toml_text
 
 from zmqcam import Subscriber
 from zmqcam.config import Config, default_config_dict, from_dict, load_config
@@ -80,7 +78,6 @@ from zmqcam.remap import PanoramaComposer
 from zmqcam.status import collect_status
 from zmqcam.testing.fakecam import FakeCam, SilentServer
 
-ROOT = Path(__file__).resolve().parents[2]
 #: seconds; short so that NO SIGNAL, sleep and timeouts show within a test
 STALE_AFTER = 1.0
 IDLE_TIMEOUT = 1.0
@@ -172,6 +169,19 @@ def live_since(frame: Frame, name: str, t_ns: int) -> bool:
     ``t_ns`` (a slot stays "live" on its last frame for stale_after seconds)."""
     entry = next(s for s in frame.extra["sources"] if s["name"] == name)
     return all_live(frame) and entry.get("t_cap", 0) > t_ns
+
+
+def panoramas_until_back(sub: Subscriber, name: str, t_ns: int, timeout: float, what: str) -> list[Frame]:
+    """Every panorama read until ``name`` is live again from a frame captured after ``t_ns``
+    (``live_since``), so a test can check what the other slots showed meanwhile."""
+    frames: list[Frame] = []
+
+    def back(frame: Frame) -> bool:
+        frames.append(frame)
+        return live_since(frame, name, t_ns)
+
+    read_until(sub, back, timeout, what)
+    return frames
 
 
 def camera_status(config: Config, name: str) -> dict[str, Any]:
@@ -324,13 +334,7 @@ def test_killed_grabber_is_restarted_and_its_panorama_slot_comes_back(rig: Rig) 
             killed_ns, _ = kill_and_wait_restart(rig.daemon, rig.run_dir, "grabber:cam1")
             # the restart is quick (0.25 s), so NO SIGNAL may or may not show: both are fine, but
             # cam0 must be live in every panorama meanwhile and cam1 must come back
-            frames: list[Frame] = []
-
-            def back(frame: Frame) -> bool:
-                frames.append(frame)
-                return live_since(frame, "cam1", killed_ns)
-
-            read_until(sub, back, 20, "cam1 live again after its restart")
+            frames = panoramas_until_back(sub, "cam1", killed_ns, 20, "cam1 live again after its restart")
             assert all(source_states(f)["cam0"] == "live" for f in frames), [source_states(f) for f in frames]
         # an HTTP viewer of the camera itself gets the restarted grabber's frames, same connection
         assert simplejpeg.decode_jpeg_header(viewer.live_part_after(killed_ns))[:2] == (480, 640)
@@ -382,25 +386,12 @@ def test_killed_bridge_is_restarted_and_viewers_reconnect_on_the_same_port(rig: 
         viewer.close()
 
 
-PANO_READER = """
-import sys
-from zmqcam import Subscriber
-with Subscriber("pano", endpoint=sys.argv[1]) as sub:
-    ok, _ = sub.read(timeout=30)
-    print("reading" if ok else "no frame", flush=True)
-    while True:
-        sub.read(timeout=1)
-"""
-
-
 def test_sigkilled_pano_subscriber_lets_the_cameras_sleep(rig: Rig) -> None:
     """A program reading the panorama is SIGKILLed (no close, no unsubscribe): the stitcher sees it
     gone, releases the cameras, and both grabbers go to sleep within idle_timeout. Guards the
     whole demand chain against a consumer that dies (cameras kept awake forever by a dead reader)."""
     rig.running()
-    proc = subprocess.Popen([sys.executable, "-c", PANO_READER, rig.pano], stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "reading"
+    with reader_process("pano", endpoint=rig.pano) as proc:
         wait_for(lambda: camera_status(rig.config, "cam0").get("state") == "live", 10, message="cam0 live")
         pano = collect_status(rig.config, timeout=2.0)["pano"]
         assert pano["subscribers"]["raw"] == 1 and pano["upstream"], pano
@@ -417,12 +408,6 @@ def test_sigkilled_pano_subscriber_lets_the_cameras_sleep(rig: Rig) -> None:
         found = wait_for(asleep, IDLE_TIMEOUT + 8, interval=0.2, message="both cameras asleep")
         assert found["pano"]["subscribers"]["raw"] == 0, found["pano"]
         assert time.monotonic() - killed < IDLE_TIMEOUT + 8
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -584,13 +569,7 @@ def test_killed_grabber_of_a_one_client_camera_gets_the_camera_back(
             read_until(sub, all_live, 30, "both cameras live")
             assert esp32.active_stream_clients == 1
             killed_ns, _ = kill_and_wait_restart(d, run_dir, "grabber:cam0")
-            frames: list[Frame] = []
-
-            def back(frame: Frame) -> bool:
-                frames.append(frame)
-                return live_since(frame, "cam0", killed_ns)
-
-            read_until(sub, back, 20, "cam0 live again from its restarted grabber")
+            frames = panoramas_until_back(sub, "cam0", killed_ns, 20, "cam0 live again from its restarted grabber")
             assert all(source_states(f)["cam1"] == "live" for f in frames), [source_states(f) for f in frames]
         assert esp32.stream_connections == 2, esp32.stats()  # the dead grabber's, the new one's
         assert esp32.wait_until(lambda: esp32.waiting_stream_clients == 0, 3.0), esp32.stats()

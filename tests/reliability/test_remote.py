@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +23,7 @@ import simplejpeg
 import zmq
 import zmq.auth
 from conftest import wait_for
-from daemon_helpers import Daemon, cli, free_port, read_stream_parts
+from daemon_helpers import Daemon, cli, free_port, read_stream_parts, reader_process
 
 from zmqcam import Subscriber, bus, protocol, security
 from zmqcam.config import Config, default_config_dict, load_config
@@ -194,16 +192,6 @@ def test_subscriber_without_an_allowed_key_gets_nothing_and_wakes_nothing(rig: R
         assert sub.read(timeout=15)[0]
 
 
-_REMOTE_SUBSCRIBER = """
-import sys, time
-from zmqcam import Subscriber
-sub = Subscriber("cam1", kind="jpeg", endpoint=sys.argv[1], server_key=sys.argv[2], client_key=sys.argv[3])
-ok, _ = sub.read(timeout=20)
-print("reading" if ok else "nothing", flush=True)
-time.sleep(120)
-"""
-
-
 def _process_state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
@@ -213,20 +201,8 @@ def test_vanished_remote_subscriber_stops_counting_as_demand(rig: Rig) -> None:
     keeps the TCP connection, nobody answers ZMTP pings) is dropped by the grabber's heartbeats
     within a few seconds: its demand goes and the camera sleeps (guards bus.HEARTBEAT_*)."""
     endpoint = rig.config.consumer_endpoint("cam1")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            _REMOTE_SUBSCRIBER,
-            endpoint,
-            str(rig.keys / "server.key"),
-            str(rig.keys / "laptop.key_secret"),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "reading"
+    keys = {"server_key": rig.keys / "server.key", "client_key": rig.keys / "laptop.key_secret"}
+    with reader_process("cam1", kind="jpeg", endpoint=endpoint, **keys) as proc:
         status = rig.camera_status("cam1")
         assert status is not None and status["subscribers"]["jpeg"] == 1 and status["state"] == "live"
         os.kill(proc.pid, signal.SIGSTOP)
@@ -239,7 +215,3 @@ def test_vanished_remote_subscriber_stops_counting_as_demand(rig: Rig) -> None:
         wait_for(released, 10, interval=0.2, message="demand of the frozen subscriber released")
         assert _process_state(proc.pid) == "T", "the subscriber exited: this proves nothing about heartbeats"
         wait_for(lambda: _states(rig)["cam1"] == "asleep", 10, interval=0.3, message="cam1 asleep")
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        os.kill(proc.pid, signal.SIGCONT)
-        proc.communicate(timeout=10)
