@@ -40,6 +40,7 @@ from zmqcam.config import Config, load_config
 from zmqcam.errors import ConfigError, ZmqcamError
 from zmqcam.grabber import default_source_kwargs, run_grabber
 from zmqcam.process import name_process, setup_logging
+from zmqcam.status import all_streams
 
 log = logging.getLogger("zmqcam.daemon")
 
@@ -123,6 +124,15 @@ def bound_endpoints(config: Config, role: str = "all") -> list[tuple[str, str]]:
     return bound
 
 
+def published_streams(config: Config, role: str = "all") -> list[str]:
+    """The streams the processes of ``role`` publish: their cameras, and the panorama."""
+    roles = parse_role(role)
+    own = [c.name for c in config.camera] if "grabbers" in roles else []
+    if "stitcher" in roles and config.stitch.enabled:
+        own.append(protocol.PANO)
+    return own
+
+
 def upstream_streams(config: Config, role: str = "all") -> list[str]:
     """The streams the processes of ``role`` read from another daemon (a part this one does not run)."""
     roles = parse_role(role)
@@ -130,21 +140,15 @@ def upstream_streams(config: Config, role: str = "all") -> list[str]:
     if "stitcher" in roles and config.stitch.enabled:
         wanted += [c.name for c in config.stitched_cameras]
     if "bridge" in roles and config.http.enabled:
-        wanted += [c.name for c in config.camera] + ([protocol.PANO] if config.stitch.enabled else [])
-    local = {c.name for c in config.camera} if "grabbers" in roles else set()
-    if "stitcher" in roles and config.stitch.enabled:
-        local.add(protocol.PANO)
-    return [s for s in dict.fromkeys(wanted) if s not in local]
+        wanted += all_streams(config)
+    own = set(published_streams(config, role))
+    return [s for s in dict.fromkeys(wanted) if s not in own]
 
 
 def reachable_streams(config: Config, role: str = "all") -> list[str]:
     """What ``zmqcam-daemon status`` asks a daemon of ``role`` about: the streams it publishes and
     the ones it reads from other daemons."""
-    roles = parse_role(role)
-    own = [c.name for c in config.camera] if "grabbers" in roles else []
-    if "stitcher" in roles and config.stitch.enabled:
-        own.append(protocol.PANO)
-    return list(dict.fromkeys(own + upstream_streams(config, role)))
+    return list(dict.fromkeys(published_streams(config, role) + upstream_streams(config, role)))
 
 
 def check_upstreams(config: Config, role: str = "all") -> None:
