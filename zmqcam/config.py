@@ -309,6 +309,13 @@ def from_dict(
     return config
 
 
+def _absolute(path: str, base_dir: Path | None) -> str:
+    """A path from the config made absolute: ``~`` expanded, a relative one taken from ``base_dir``
+    (the config file's directory; the working directory for a config built in code). The children
+    may run elsewhere, so they get it absolute. ValueError for a ``~user`` part with a NUL byte."""
+    return os.path.abspath(Path(base_dir or ".") / os.path.expanduser(path))
+
+
 def _with_checked_keys(config: Config, label: str, base_dir: Path | None) -> Config:
     """``config`` with ``curve.key_dir`` made absolute (children may run elsewhere), after checking
     that every key file is there and valid: a missing key is a config error, not a crash at start."""
@@ -317,8 +324,8 @@ def _with_checked_keys(config: Config, label: str, base_dir: Path | None) -> Con
     value = config.curve.key_dir
     assert value is not None
     try:
-        key_dir = Path(os.path.abspath(Path(base_dir or ".") / os.path.expanduser(value)))
-    except ValueError as exc:  # a NUL byte in the path
+        key_dir = Path(_absolute(value, base_dir))
+    except ValueError as exc:  # a NUL byte in a ~user part
         raise ConfigError([_line(label, "curve.key_dir", value, str(exc), None)]) from None
     problems = [
         _line(label, "curve.key_dir", value, f"{str(path)!r}: {reason}", None)
@@ -346,7 +353,7 @@ def _with_checked_tls(config: Config, label: str, base_dir: Path | None) -> Conf
     for key, (marker, what) in _PEM_MARKERS.items():
         value = getattr(config.http, key)
         try:
-            paths[key] = os.path.abspath(Path(base_dir or ".") / os.path.expanduser(value))
+            paths[key] = _absolute(value, base_dir)
             with open(paths[key], "rb") as file:
                 content = file.read(1 << 20)
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
