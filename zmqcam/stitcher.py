@@ -8,6 +8,11 @@ only while ``pano jpeg`` has subscribers.
 Pacing: a panorama is emitted when every live camera has delivered a new frame since the last one,
 or when ``max_wait`` passes after the first new frame, so one slow camera never stalls the others.
 A camera silent for ``stale_after`` seconds gets a NO SIGNAL slot and is named in the header.
+
+Waking: every subscription starts from nothing. Frames kept from before a pause (nobody watched) say
+nothing about the cameras now, so they are forgotten when the panorama is wanted again, and the first
+panorama waits for every camera to deliver, for at most ``stale_after``: a camera shows NO SIGNAL only
+when it has really delivered nothing for ``stale_after`` since the panorama was asked for.
 """
 
 from __future__ import annotations
@@ -63,6 +68,12 @@ class Slot:
         self.arrived = now
         self.fresh = True
 
+    def forget(self) -> None:
+        """Drop the frame: after a pause it is evidence of nothing (the measured interval stays)."""
+        self.frame = None
+        self.arrived = 0.0
+        self.fresh = False
+
 
 class Stitcher:
     def __init__(self, config: Config, ctx: zmq.Context[Any]) -> None:
@@ -99,14 +110,24 @@ class Stitcher:
         for t in self.raw_topics:
             self.sub.setsockopt(option, t)
         self.subscribed_upstream = wanted
+        # frames from before the pause, and any still queued from the last subscription, are evidence
+        # of nothing: the cameras are waking again, as on the very first request
+        self._discard_queued()
+        for slot in self.slots:
+            slot.forget()
+        self.first_fresh = 0.0
         if wanted:
             self.subscribed_at = now
             log.info("panorama wanted: subscribing to %d cameras", len(self.raw_topics))
         else:
             log.info("nobody watches the panorama: releasing the cameras")
-            for slot in self.slots:
-                slot.fresh = False
-            self.first_fresh = 0.0
+
+    def _discard_queued(self) -> None:
+        for _ in range(_DRAIN_LIMIT):
+            try:
+                self.sub.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
 
     # -- input
 
@@ -126,11 +147,17 @@ class Stitcher:
             if slot is None or frame.kind != protocol.RAW:
                 self.counters["unknown"] += 1
                 continue
+            if not self.subscribed_upstream:
+                continue  # sent before our unsubscribe reached the grabber: nobody wants it
             if not slot.fresh and not self.first_fresh:
                 self.first_fresh = now
             slot.take(frame, now)
 
     # -- pacing
+
+    def _waking(self, now: float) -> bool:
+        """Within ``stale_after`` of the subscription: cameras that have not delivered are waking up."""
+        return now - self.subscribed_at < self.cfg.stale_after
 
     def max_wait(self) -> float:
         if self.cfg.max_wait is not None:
@@ -142,11 +169,12 @@ class Stitcher:
         if not self.subscribed_upstream:
             return None
         live = [s for s in self.slots if s.live(now, self.cfg.stale_after)]
-        # right after subscribing, cameras still waking up are expected too, so that the first
-        # panoramas wait (at most max_wait) for them instead of showing them missing
-        waking = now - self.subscribed_at < self.cfg.stale_after
-        expected = [s for s in self.slots if s.frame is None] if waking else []
-        if live and all(s.fresh for s in live) and not expected:
+        if self._waking(now) and any(s.frame is None for s in self.slots):
+            # a camera that has not delivered since the subscription is still waking up: the first
+            # panorama waits for it (every arrival re-checks), and shows it missing only once it has
+            # really been silent for stale_after
+            return self.subscribed_at + self.cfg.stale_after
+        if live and all(s.fresh for s in live):
             return now
         if self.first_fresh:
             return self.first_fresh + self.max_wait()
@@ -174,8 +202,7 @@ class Stitcher:
             sources.append(entry)
             slot.fresh = False
         stale = [s["name"] for s in sources if s["state"] != "live"]
-        waking = now - self.subscribed_at < stale_after
-        if set(stale) != self._last_stale and not waking:
+        if set(stale) != self._last_stale:
             if stale:
                 log.warning("NO SIGNAL from %s", ", ".join(stale))
             else:

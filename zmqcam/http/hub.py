@@ -62,9 +62,33 @@ class Part:
     #: monotonic time the frame arrived
     received: float
     state: str
+    #: when the oldest camera frame it shows was captured (ns since the epoch): for a panorama, the
+    #: earliest capture among its live cameras; for a camera, its capture time
+    oldest_capture_ns: int
 
 
-def make_part(jpeg: bytes | memoryview, seq: int, capture_ns: int, width: int, height: int, state: str) -> Part:
+def oldest_capture(frame: protocol.Frame) -> int:
+    """The capture time of the oldest camera frame ``frame`` shows: for a panorama, the earliest
+    among the cameras its header lists as live (a panorama with none live shows only NO SIGNAL cards,
+    made when it was published); for a camera frame, its own capture time."""
+    sources = frame.extra.get("sources")
+    if frame.stream != protocol.PANO or not isinstance(sources, list):
+        return frame.capture_ns
+    captures = [
+        s["t_cap"] for s in sources if isinstance(s, dict) and s.get("state") == "live" and type(s.get("t_cap")) is int
+    ]
+    return min(captures) if captures else frame.publish_ns
+
+
+def make_part(
+    jpeg: bytes | memoryview,
+    seq: int,
+    capture_ns: int,
+    width: int,
+    height: int,
+    state: str,
+    oldest_capture_ns: int | None = None,
+) -> Part:
     jpeg = bytes(jpeg)
     # Content-Length and X-Timestamp as the ESP32-CAM firmware and ustreamer send them
     head = (
@@ -75,7 +99,9 @@ def make_part(jpeg: bytes | memoryview, seq: int, capture_ns: int, width: int, h
         f"X-Zmqcam-State: {state}\r\n"
         "\r\n"
     ).encode("ascii")
-    return Part(seq, capture_ns, width, height, jpeg, b"".join((head, jpeg, _TRAILER)), time.monotonic(), state)
+    chunk = b"".join((head, jpeg, _TRAILER))
+    oldest = capture_ns if oldest_capture_ns is None else oldest_capture_ns
+    return Part(seq, capture_ns, width, height, jpeg, chunk, time.monotonic(), state, oldest)
 
 
 class Channel:
@@ -132,7 +158,9 @@ class Channel:
         if self.subscribed_since is None:
             return  # queued before we unsubscribed: nobody wants it
         self.received += 1
-        self.latest = make_part(frame.payload, frame.seq, frame.capture_ns, frame.width, frame.height, LIVE)
+        self.latest = make_part(
+            frame.payload, frame.seq, frame.capture_ns, frame.width, frame.height, LIVE, oldest_capture(frame)
+        )
         self.gen += 1
         self.wake()
 

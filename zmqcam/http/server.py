@@ -385,33 +385,46 @@ class Bridge:
             self.counters["frames_sent"] += 1
 
     async def _snapshot(self, channel: Channel) -> web.Response:
+        """The newest frame, meaning the first one made from camera frames captured after this request
+        arrived: with live cameras that takes a frame interval or two, with sleeping ones as long as
+        they take to wake (at most ``snapshot_timeout``, else 503). A frame cached before the request
+        is never served: it may show a moment, or a camera state, that is long gone."""
         self.counters["snapshots"] += 1
-        part = channel.fresh()
-        if part is None:
-            self._admit()
-            timeout = self.http.snapshot_timeout
-            self.clients += 1
-            channel.acquire()  # wakes sleeping cameras
-            try:
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + timeout
-                gen = channel.gen
-                while part is None and not self.closing.is_set():
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
+        asked_ns = time.time_ns()
+        self._admit()
+        timeout = self.http.snapshot_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        part: Part | None = None
+        arrived: Part | None = None  # the newest frame that arrived after the request
+        self.clients += 1
+        channel.acquire()  # wakes sleeping cameras
+        try:
+            gen = channel.gen
+            while not self.closing.is_set():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                if await channel.wait_newer(gen, remaining):
+                    gen = channel.gen
+                    arrived = channel.latest
+                    if arrived is not None and arrived.oldest_capture_ns >= asked_ns:
+                        part = arrived
                         break
-                    if await channel.wait_newer(gen, remaining):
-                        gen = channel.gen
-                        part = channel.latest
-            finally:
-                channel.release()
-                self.clients -= 1
-            if part is None:
-                self.counters["snapshot_timeouts"] += 1
-                raise web.HTTPServiceUnavailable(
-                    text=f"503: no frame from {channel.stream} within {timeout:g} s\n",
-                    headers={"Retry-After": RETRY_AFTER},
-                )
+        finally:
+            channel.release()
+            self.clients -= 1
+        if part is None and arrived is not None:
+            # frames came after the request but claim earlier capture times: the clock of the host
+            # that captured them is behind ours (README: run NTP on every host of a split rig). The
+            # newest arrival is still newer than the request.
+            part = arrived
+        if part is None:
+            self.counters["snapshot_timeouts"] += 1
+            raise web.HTTPServiceUnavailable(
+                text=f"503: no frame from {channel.stream} within {timeout:g} s\n",
+                headers={"Retry-After": RETRY_AFTER},
+            )
         return web.Response(
             body=part.jpeg,
             content_type="image/jpeg",
