@@ -250,7 +250,7 @@ def _decode(jpeg: bytes) -> np.ndarray | None:
 
 
 def _numbers(text: str, count: int, option: str, meaning: str) -> list[float]:
-    from zmqcam.cli import UsageError
+    from zmqcam.errors import UsageError
 
     try:
         values = [float(v) for v in text.split(",")]
@@ -263,9 +263,8 @@ def _numbers(text: str, count: int, option: str, meaning: str) -> list[float]:
 
 def with_candidate(config: Config, camera: str, src: str | None, crop: str | None) -> Config:
     """``config`` with one camera's quad and/or crop replaced (validated like a config file)."""
-    from zmqcam.cli import UsageError
     from zmqcam.config import from_dict
-    from zmqcam.errors import ConfigError
+    from zmqcam.errors import ConfigError, UsageError
 
     data = config.model_dump(mode="json")
     cams = [c for c in data["camera"] if c["name"] == camera]
@@ -293,7 +292,8 @@ def with_candidate(config: Config, camera: str, src: str | None, crop: str | Non
 
 def _config(args: argparse.Namespace) -> Config:
     """-c CONFIG; else the config a recording was made with; else the usual default."""
-    from zmqcam.cli import UsageError, load_args_config
+    from zmqcam.cli import load_args_config
+    from zmqcam.errors import UsageError
 
     if args.config is None and args.recording is not None:
         from zmqcam.config import from_dict
@@ -313,7 +313,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from zmqcam.cli import UsageError
+    from zmqcam.errors import UsageError
     from zmqcam.record import RecordingError
 
     if Path(args.out).suffix.lower() != ".png":

@@ -21,13 +21,9 @@ from typing import Any
 
 from zmqcam.client import DEFAULT_CONFIG_PATH
 from zmqcam.config import Config, default_config, load_config
-from zmqcam.errors import ConfigError
+from zmqcam.errors import ConfigError, NotRunning, StartError, UsageError
 
 EXIT_NOT_RUNNING = 3  # LSB: "program is not running"
-
-
-class UsageError(Exception):
-    """One line for the user; exit 1."""
 
 
 def load_args_config(args: argparse.Namespace) -> tuple[Config, str | None]:
@@ -59,7 +55,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    from zmqcam.daemon import StartError, serve
+    from zmqcam.daemon import serve
 
     config, path = load_args_config(args)
     if args.detach:
@@ -72,7 +68,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 def _detach(args: argparse.Namespace, config: Config) -> int:
     """Start the daemon in a new session, logging to run_dir/zmqcam.log; return once it is up."""
-    from zmqcam.daemon import StartError, daemon_running, prepare_run_dir
+    from zmqcam.daemon import daemon_running, prepare_run_dir
 
     try:
         prepare_run_dir(config.run_dir)
@@ -107,10 +103,6 @@ def _running_pid(config: Config) -> int:
     if pid is None:
         raise NotRunning(f"zmqcam: not running (run_dir {config.run_dir})")
     return pid
-
-
-class NotRunning(UsageError):
-    pass
 
 
 def cmd_stop(args: argparse.Namespace) -> int:

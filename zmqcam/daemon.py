@@ -37,7 +37,7 @@ from typing import Any
 
 from zmqcam import protocol
 from zmqcam.config import Config, load_config
-from zmqcam.errors import ConfigError, ZmqcamError
+from zmqcam.errors import ConfigError, StartError
 from zmqcam.grabber import default_source_kwargs, run_grabber
 from zmqcam.process import name_process, setup_logging
 from zmqcam.status import all_streams
@@ -52,10 +52,6 @@ STOP_TIMEOUT = 3.0
 PID_FILE = "zmqcam.pid"
 LOCK_FILE = "zmqcam.lock"
 STATE_FILE = "daemon.json"
-
-
-class StartError(ZmqcamError):
-    """A problem the user can fix that prevents the daemon from starting (one line)."""
 
 
 @dataclass

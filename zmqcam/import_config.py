@@ -194,7 +194,7 @@ def convert(path: str | Path, transport: str | None = None) -> str:
 
 
 def cmd_import_config(args: argparse.Namespace) -> int:
-    from zmqcam.cli import UsageError
+    from zmqcam.errors import UsageError
 
     if Path(args.path).suffix.lower() != ".json":
         raise UsageError(f"{args.path}: not a .json file (import-config reads the original cameras_config.json)")

@@ -47,7 +47,7 @@ import zmq
 
 from zmqcam import bus, protocol, security
 from zmqcam.config import Config
-from zmqcam.errors import ProtocolError, ZmqcamError
+from zmqcam.errors import ProtocolError, RecordingError
 
 __all__ = [
     "INDEX_SUFFIX",
@@ -83,10 +83,6 @@ RECV_HWM = 256
 _POLL_MS = 100
 #: a frame interval to assume when a recording has too few frames to measure one
 DEFAULT_INTERVAL_NS = 100_000_000
-
-
-class RecordingError(ZmqcamError):
-    """A recording is missing or unreadable."""
 
 
 class IndexEntry(NamedTuple):
@@ -565,7 +561,8 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from zmqcam.cli import UsageError, load_args_config
+    from zmqcam.cli import load_args_config
+    from zmqcam.errors import UsageError
 
     config, _ = load_args_config(args)
     if args.cameras:
