@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from zmqcam.client import DEFAULT_CONFIG_PATH
 from zmqcam.config import Config, default_config, load_config
 from zmqcam.errors import ConfigError, NotRunning, StartError, UsageError
+from zmqcam.names import ALL_PARTS, BRIDGE, DEFAULT_CONFIG_PATH, LOG_FILE, PANO, PARTS, STATE_FILE, local_host
 
 EXIT_NOT_RUNNING = 3  # LSB: "program is not running"
 
@@ -79,7 +79,7 @@ def _detach(args: argparse.Namespace, config: Config) -> int:
         argv = [sys.executable, "-m", "zmqcam.cli", "start", "--role", args.role]
         if args.config:
             argv += ["-c", args.config]
-    log_path = config.run_dir / "zmqcam.log"
+    log_path = config.run_dir / LOG_FILE
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True, close_fds=True
@@ -130,18 +130,18 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 def gather_status(config: Config) -> dict[str, Any]:
     """The daemon's process table, and the status of every stream its role publishes or reads."""
-    from zmqcam.daemon import STATE_FILE, parse_role, reachable_streams
+    from zmqcam.daemon import parse_role, reachable_streams
     from zmqcam.status import collect_status
 
     state: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         state = json.loads((config.run_dir / STATE_FILE).read_text())
-    role = state.get("role", "all") if isinstance(state.get("role"), str) else "all"
+    role = state.get("role", ALL_PARTS) if isinstance(state.get("role"), str) else ALL_PARTS
     expected = reachable_streams(config, role)
     streams = collect_status(config, streams=expected)
     http: dict[str, Any] | None = None
-    if config.http.enabled and "bridge" in parse_role(role):
-        host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::", "") else config.http.host
+    if config.http.enabled and BRIDGE in parse_role(role):
+        host = local_host(config.http.host)
         from zmqcam.http import read_announce
         from zmqcam.http.listener import local_client_ssl_context
 
@@ -168,7 +168,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=1))
         return 0
-    role = f", role {status['role']}" if status["role"] != "all" else ""
+    role = f", role {status['role']}" if status["role"] != ALL_PARTS else ""
     print(f"zmqcam: running (pid {pid}){role}, config {status['daemon'].get('config', '?')}")
     print(f"{'process':<18} {'state':<9} {'pid':>7} {'restarts':>8}")
     for name, child in status["daemon"].get("children", {}).items():
@@ -183,12 +183,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             continue
         subs = sum(v for k, v in s.get("subscribers", {}).items() if k != "status")
         print(f"{cam.name:<10} {s['state']:<11} {s['fps']:>6.1f} {subs:>11}  {s.get('reconnects', 0):>10}")
-    pano = status["streams"].get("pano")
-    if pano is None and "pano" in status["expected"]:
-        print(f"{'pano':<10} {'no reply':<11}")
+    pano = status["streams"].get(PANO)
+    if pano is None and PANO in status["expected"]:
+        print(f"{PANO:<10} {'no reply':<11}")
     elif pano is not None:
         subs = sum(v for k, v in pano.get("subscribers", {}).items() if k != "status")
-        print(f"{'pano':<10} {'on' if pano['upstream'] else 'idle':<11} {pano['fps']:>6.1f} {subs:>11}")
+        print(f"{PANO:<10} {'on' if pano['upstream'] else 'idle':<11} {pano['fps']:>6.1f} {subs:>11}")
     if status["http"] is not None:
         print(f"http clients: {status['http'].get('clients', 0)}")
     return 0
@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     start = with_config(sub.add_parser("start", help="run the daemon (foreground unless --detach)"))
     start.add_argument("--detach", action="store_true", help="run in the background with a pid file in run_dir")
-    start.add_argument("--role", default="all", help="all (default), or a comma list of grabbers,stitcher,bridge")
+    start.add_argument("--role", default=ALL_PARTS, help=f"{ALL_PARTS} (default), or a comma list of {','.join(PARTS)}")
     start.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     start.set_defaults(func=cmd_start)
 
@@ -275,8 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "role", "all") != "all":
-        bad = set(args.role.split(",")) - {"grabbers", "stitcher", "bridge"}
+    if getattr(args, "role", ALL_PARTS) != ALL_PARTS:
+        bad = set(args.role.split(",")) - set(PARTS)
         if bad:
             print(f"zmqcam-daemon: --role: unknown part(s) {', '.join(sorted(bad))}", file=sys.stderr)
             return 2

@@ -25,7 +25,6 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,10 +34,10 @@ from zmq.utils.monitor import recv_monitor_message
 from zmqcam import bus, protocol, security
 from zmqcam.config import Config, default_config, load_config
 from zmqcam.errors import ProtocolError
+from zmqcam.names import DEFAULT_CONFIG_PATH, PANO
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONFIG_PATH = Path("config") / "zmqcam.toml"
 #: monitor events that mean "connected, but the security handshake failed"
 _HANDSHAKE_FAILED = (
     zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
@@ -63,7 +62,7 @@ def stream_endpoint(config: Config, stream: str) -> str:
     try:
         return config.consumer_endpoint(stream)
     except KeyError:
-        names = ", ".join([protocol.PANO] + [c.name for c in config.camera])
+        names = ", ".join([PANO] + [c.name for c in config.camera])
         raise ValueError(f"no stream named {stream!r} (known: {names})") from None
 
 
@@ -78,7 +77,7 @@ class Subscriber:
 
     def __init__(
         self,
-        stream: str = protocol.PANO,
+        stream: str = PANO,
         *,
         kind: str = protocol.RAW,
         endpoint: str | None = None,
@@ -267,7 +266,7 @@ class Camera:
 
     def __init__(
         self,
-        stream: str = protocol.PANO,
+        stream: str = PANO,
         *,
         config: Config | str | os.PathLike[str] | None = None,
         endpoint: str | None = None,

@@ -20,14 +20,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zmqcam.errors import ConfigError
+from zmqcam.names import PANO, STREAM_NAME_PATTERN, connect_endpoint, is_wildcard, tcp_host
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
-#: camera names appear in topics, file names and URLs, so they are kept to a safe alphabet
-NAME_PATTERN = r"^[a-z0-9_-]{1,32}$"
 #: the kernel limit on a unix socket path (sun_path is 108 bytes including the NUL)
 MAX_IPC_PATH = 107
 SOURCE_KINDS = ("synthetic", "snapshot", "mjpeg", "rtsp", "device", "file", "replay")
@@ -62,7 +61,7 @@ class Crop(_Model):
 
 
 class CameraConfig(_Model):
-    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    name: Annotated[str, Field(pattern=STREAM_NAME_PATTERN)]
     #: a URL (http://, rtsp://, file://), a path, a device (/dev/video0 or an index) or a kind
     source: Annotated[str, Field(min_length=1)] = "synthetic"
     #: the protocol; inferred from ``source`` when omitted (see ``source_kind``)
@@ -130,7 +129,7 @@ class DaemonConfig(_Model):
 class StitchConfig(_Model):
     enabled: bool = True
     #: cameras stitched left to right; default: every camera in config order
-    cameras: list[Annotated[str, Field(pattern=NAME_PATTERN)]] | None = None
+    cameras: list[Annotated[str, Field(pattern=STREAM_NAME_PATTERN)]] | None = None
     endpoint: str = "ipc://{run_dir}/pano.sock"
     #: more endpoints to bind, e.g. "tcp://0.0.0.0:5556" for consumers on other hosts
     extra_endpoints: list[str] = []
@@ -197,7 +196,7 @@ class Config(_Model):
         """Where every consumer (stitcher, bridge, status, record, ``Subscriber``) connects for
         ``stream``, "pano" or a camera name: its ``connect`` if set, else where its producer binds
         (a wildcard host made loopback). KeyError for an unknown camera."""
-        if stream == "pano":  # protocol.PANO; config does not import the wire format
+        if stream == PANO:
             bound, connect = self.pano_endpoints[0], self.stitch.connect
         else:
             cam = self.camera_named(stream)
@@ -220,11 +219,6 @@ class Config(_Model):
         cams = self.stitched_cameras
         width = sum(c.crop_range[1] - c.crop_range[0] for c in cams)
         return width, cams[0].geometry.height
-
-
-def connect_endpoint(bind: str) -> str:
-    """The endpoint a local consumer connects to for a bound one (a wildcard host -> loopback)."""
-    return re.sub(r"^tcp://(\*|0\.0\.0\.0):", "tcp://127.0.0.1:", bind)
 
 
 def infer_kind(source: str) -> str:
@@ -488,7 +482,7 @@ def _check_endpoint(path: str, endpoint: str, connect: bool = False) -> Iterator
             yield path, endpoint, f"ipc socket path longer than {MAX_IPC_PATH} bytes (use a shorter run_dir)"
     elif not re.match(r"^tcp://[^:/\s]+:\d{1,5}$", endpoint):
         yield path, endpoint, "must be ipc://PATH or tcp://HOST:PORT"
-    elif connect and re.match(r"^tcp://(\*|0\.0\.0\.0):", endpoint):
+    elif connect and is_wildcard(tcp_host(endpoint) or ""):
         yield path, endpoint, "consumers cannot connect to a wildcard address: name the publisher's host"
 
 

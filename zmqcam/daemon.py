@@ -35,10 +35,24 @@ from multiprocessing.connection import wait as wait_for_any
 from pathlib import Path
 from typing import Any
 
-from zmqcam import protocol
 from zmqcam.config import Config, load_config
 from zmqcam.errors import ConfigError, StartError
 from zmqcam.grabber import default_source_kwargs, run_grabber
+from zmqcam.names import (
+    ALL_PARTS,
+    BRIDGE,
+    DAEMON,
+    GRABBERS,
+    LOCK_FILE,
+    PANO,
+    PARTS,
+    PID_FILE,
+    STATE_FILE,
+    STITCHER,
+    grabber_name,
+    local_host,
+    process_title,
+)
 from zmqcam.process import name_process, setup_logging
 from zmqcam.status import all_streams
 
@@ -49,9 +63,6 @@ RESTART_WINDOW = 60.0
 RESTART_DELAY_START = 0.25
 RESTART_DELAY_CAP = 10.0
 STOP_TIMEOUT = 3.0
-PID_FILE = "zmqcam.pid"
-LOCK_FILE = "zmqcam.lock"
-STATE_FILE = "daemon.json"
 
 
 @dataclass
@@ -76,15 +87,12 @@ class Child:
     started_at: float = 0.0
 
 
-PARTS = ("grabbers", "stitcher", "bridge")
-
-
 def parse_role(role: str) -> set[str]:
     """``--role``: "all", or a comma list of grabbers, stitcher, bridge (checked by the CLI)."""
-    return set(PARTS) if role == "all" else {part.strip() for part in role.split(",")}
+    return set(PARTS) if role == ALL_PARTS else {part.strip() for part in role.split(",")}
 
 
-def child_specs(config: Config, role: str = "all") -> list[ChildSpec]:
+def child_specs(config: Config, role: str = ALL_PARTS) -> list[ChildSpec]:
     """The processes a config needs, in start order (grabbers, stitcher, bridge)."""
     from zmqcam.http import run_bridge
     from zmqcam.stitcher import run_stitcher
@@ -92,62 +100,62 @@ def child_specs(config: Config, role: str = "all") -> list[ChildSpec]:
     roles = parse_role(role)
     curve = config.curve.key_dir
     specs = []
-    if "grabbers" in roles:
+    if GRABBERS in roles:
         for cam in config.camera:
             extra = default_source_kwargs(config, cam)
             fp = _fingerprint(cam.model_dump(), config.camera_endpoint(cam), config.daemon.log_level, extra, curve)
-            specs.append(ChildSpec(f"grabber:{cam.name}", run_grabber, (config, cam.name), fp))
-    if "stitcher" in roles and config.stitch.enabled:
+            specs.append(ChildSpec(grabber_name(cam.name), run_grabber, (config, cam.name), fp))
+    if STITCHER in roles and config.stitch.enabled:
         geometry = [(c.model_dump(), config.consumer_endpoint(c.name)) for c in config.stitched_cameras]
         fp = _fingerprint(config.stitch.model_dump(), geometry, config.run_dir, config.daemon.log_level, curve)
-        specs.append(ChildSpec("stitcher", run_stitcher, (config,), fp))
-    if "bridge" in roles and config.http.enabled:
+        specs.append(ChildSpec(STITCHER, run_stitcher, (config,), fp))
+    if BRIDGE in roles and config.http.enabled:
         streams = [(c.name, c.source_kind, config.consumer_endpoint(c.name)) for c in config.camera]
-        pano = config.consumer_endpoint(protocol.PANO) if config.stitch.enabled else None
+        pano = config.consumer_endpoint(PANO) if config.stitch.enabled else None
         fp = _fingerprint(config.http.model_dump(), streams, pano, config.pano_size, config.daemon.log_level, curve)
-        specs.append(ChildSpec("bridge", run_bridge, (config,), fp))
+        specs.append(ChildSpec(BRIDGE, run_bridge, (config,), fp))
     return specs
 
 
-def bound_endpoints(config: Config, role: str = "all") -> list[tuple[str, str]]:
+def bound_endpoints(config: Config, role: str = ALL_PARTS) -> list[tuple[str, str]]:
     """(what, endpoint) for every endpoint the processes of ``role`` bind."""
     roles = parse_role(role)
     bound = []
-    if "grabbers" in roles:
+    if GRABBERS in roles:
         bound += [(f"camera {c.name}", config.camera_endpoint(c)) for c in config.camera]
-    if "stitcher" in roles and config.stitch.enabled:
+    if STITCHER in roles and config.stitch.enabled:
         bound += [("stitch", e) for e in config.pano_endpoints]
     return bound
 
 
-def published_streams(config: Config, role: str = "all") -> list[str]:
+def published_streams(config: Config, role: str = ALL_PARTS) -> list[str]:
     """The streams the processes of ``role`` publish: their cameras, and the panorama."""
     roles = parse_role(role)
-    own = [c.name for c in config.camera] if "grabbers" in roles else []
-    if "stitcher" in roles and config.stitch.enabled:
-        own.append(protocol.PANO)
+    own = [c.name for c in config.camera] if GRABBERS in roles else []
+    if STITCHER in roles and config.stitch.enabled:
+        own.append(PANO)
     return own
 
 
-def upstream_streams(config: Config, role: str = "all") -> list[str]:
+def upstream_streams(config: Config, role: str = ALL_PARTS) -> list[str]:
     """The streams the processes of ``role`` read from another daemon (a part this one does not run)."""
     roles = parse_role(role)
     wanted: list[str] = []
-    if "stitcher" in roles and config.stitch.enabled:
+    if STITCHER in roles and config.stitch.enabled:
         wanted += [c.name for c in config.stitched_cameras]
-    if "bridge" in roles and config.http.enabled:
+    if BRIDGE in roles and config.http.enabled:
         wanted += all_streams(config)
     own = set(published_streams(config, role))
     return [s for s in dict.fromkeys(wanted) if s not in own]
 
 
-def reachable_streams(config: Config, role: str = "all") -> list[str]:
+def reachable_streams(config: Config, role: str = ALL_PARTS) -> list[str]:
     """What ``zmqcam-daemon status`` asks a daemon of ``role`` about: the streams it publishes and
     the ones it reads from other daemons."""
     return list(dict.fromkeys(published_streams(config, role) + upstream_streams(config, role)))
 
 
-def check_upstreams(config: Config, role: str = "all") -> None:
+def check_upstreams(config: Config, role: str = ALL_PARTS) -> None:
     """A part split off to another daemon must be reachable: an ipc endpoint inside this daemon's
     own run_dir can be bound by nobody else (the run_dir is locked to one daemon)."""
     if not child_specs(config, role):
@@ -156,7 +164,7 @@ def check_upstreams(config: Config, role: str = "all") -> None:
     for stream in upstream_streams(config, role):
         endpoint = config.consumer_endpoint(stream)
         if endpoint.startswith("ipc://") and endpoint[len("ipc://") :].startswith(run_dir):
-            key = "stitch" if stream == protocol.PANO else f"camera[{config.camera.index(config.camera_named(stream))}]"
+            key = "stitch" if stream == PANO else f"camera[{config.camera.index(config.camera_named(stream))}]"
             raise StartError(
                 f"--role {role}: {stream} is published at {endpoint}, inside this daemon's own run_dir, where no "
                 f"other daemon can bind it; give {key} a tcp:// endpoint (and a connect address) to split the rig"
@@ -227,10 +235,10 @@ def daemon_running(run_dir: Path) -> int | None:
         os.close(fd)
 
 
-def check_ports(config: Config, role: str = "all") -> None:
+def check_ports(config: Config, role: str = ALL_PARTS) -> None:
     """Fail early, with one line, when a TCP port the daemon needs is taken."""
     wanted: list[tuple[str, str, int]] = []
-    if "bridge" in parse_role(role) and config.http.enabled:
+    if BRIDGE in parse_role(role) and config.http.enabled:
         wanted.append(("http", config.http.host, config.http.port))
     for what, endpoint in bound_endpoints(config, role):
         if endpoint.startswith("tcp://"):
@@ -247,7 +255,7 @@ def check_ports(config: Config, role: str = "all") -> None:
                 raise StartError(f"{what}: cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-def remove_sockets(config: Config, role: str = "all") -> None:
+def remove_sockets(config: Config, role: str = ALL_PARTS) -> None:
     """Unlink the ipc socket files of the parts this daemon runs (only those: another daemon may
     be serving the others from the same directory)."""
     for _, endpoint in bound_endpoints(config, role):
@@ -261,7 +269,7 @@ def remove_sockets(config: Config, role: str = "all") -> None:
 
 
 class Supervisor:
-    def __init__(self, config: Config, config_path: str | None = None, role: str = "all") -> None:
+    def __init__(self, config: Config, config_path: str | None = None, role: str = ALL_PARTS) -> None:
         self.config = config
         self.config_path = config_path
         self.role = role
@@ -292,7 +300,7 @@ class Supervisor:
 
     def _spawn(self, child: Child) -> None:
         spec = child.spec
-        proc = self._mp.Process(target=spec.target, args=spec.args, name=f"zmqcam:{spec.name}", daemon=False)
+        proc = self._mp.Process(target=spec.target, args=spec.args, name=process_title(spec.name), daemon=False)
         proc.start()
         child.process = proc
         child.state = "running"
@@ -475,10 +483,12 @@ class Supervisor:
             self.write_state()
 
 
-def serve(config: Config, config_path: str | None, role: str = "all", announce: Callable[[str], None] = print) -> int:
+def serve(
+    config: Config, config_path: str | None, role: str = ALL_PARTS, announce: Callable[[str], None] = print
+) -> int:
     """Run the daemon in the foreground until SIGTERM/SIGINT. Raise StartError for user errors."""
     setup_logging(config.daemon.log_level)
-    name_process("zmqcam:daemon")
+    name_process(process_title(DAEMON))
     run_dir = config.run_dir
     prepare_run_dir(run_dir)
     with run_dir_lock(run_dir):
@@ -501,7 +511,7 @@ def serve(config: Config, config_path: str | None, role: str = "all", announce: 
     return 0
 
 
-def where_to_look(config: Config, role: str = "all") -> list[str]:
+def where_to_look(config: Config, role: str = ALL_PARTS) -> list[str]:
     roles = parse_role(role)
     curve = config.curve.key_dir is not None
 
@@ -509,18 +519,18 @@ def where_to_look(config: Config, role: str = "all") -> list[str]:
         return endpoint + (" (CURVE)" if curve and endpoint.startswith("tcp://") else "")
 
     lines = []
-    if config.http.enabled and "bridge" in roles:
-        host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::", "") else config.http.host
+    if config.http.enabled and BRIDGE in roles:
+        host = local_host(config.http.host)
         base = f"{'https' if config.http.tls_cert else 'http'}://{host}:{config.http.port}"
         lines.append(f"zmqcam: panorama at {base}/stream (page: {base}/)")
-    if config.stitch.enabled and "stitcher" in roles:
+    if config.stitch.enabled and STITCHER in roles:
         shown = ", ".join(show(e) for e in config.pano_endpoints)
         lines.append(f"zmqcam: panorama topics 'pano raw' / 'pano jpeg' on {shown}")
-    if "grabbers" in roles:
+    if GRABBERS in roles:
         for cam in config.camera:
             lines.append(f"zmqcam: camera {cam.name} ({cam.source_kind}) on {show(config.camera_endpoint(cam))}")
     for stream in upstream_streams(config, role):
-        what = "panorama" if stream == protocol.PANO else f"camera {stream}"
+        what = "panorama" if stream == PANO else f"camera {stream}"
         lines.append(f"zmqcam: reading {what} from {show(config.consumer_endpoint(stream))}")
     if not curve and any(e.startswith("tcp://") for _, e in bound_endpoints(config, role)):
         lines.append("zmqcam: tcp endpoints are not encrypted; see [curve] key_dir and `zmqcam-daemon keygen`")

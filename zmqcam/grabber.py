@@ -28,6 +28,7 @@ import zmq
 from zmqcam import bus, protocol, security
 from zmqcam.config import CameraConfig, Config
 from zmqcam.errors import CorruptFrame, SourceBusy, SourceEnded, SourceError, SourceTimeout
+from zmqcam.names import grabber_name, process_title
 from zmqcam.process import Shutdown, setup_child
 from zmqcam.sources import Source, SourceFrame, create_source
 
@@ -408,7 +409,7 @@ class Grabber:
 def run_grabber(config: Config, camera_name: str, source_kwargs: dict[str, Any] | None = None) -> None:
     """Process entry point (``multiprocessing`` target): run until SIGTERM/SIGINT."""
     camera = config.camera_named(camera_name)
-    setup_child(f"zmqcam:grabber:{camera_name}", config.daemon.log_level)
+    setup_child(process_title(grabber_name(camera_name)), config.daemon.log_level)
     if source_kwargs is None:
         source_kwargs = default_source_kwargs(config, camera)
     ctx = zmq.Context()

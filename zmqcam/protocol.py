@@ -27,6 +27,7 @@ import simplejpeg
 import zmq
 
 from zmqcam.errors import ProtocolError
+from zmqcam.names import STREAM_NAME_PATTERN
 
 VERSION = 1
 RAW = "raw"
@@ -34,9 +35,8 @@ JPEG = "jpeg"
 STATUS = "status"
 FRAME_KINDS = (RAW, JPEG)
 KINDS = (RAW, JPEG, STATUS)
-PANO = "pano"  # the stream name of the stitched panorama
 
-_STREAM_RE = re.compile(r"^[a-z0-9_-]{1,32}$")
+_STREAM_RE = re.compile(STREAM_NAME_PATTERN)
 _MAX_HEADER = 64 * 1024
 _MAX_SIDE = 16384
 # below this size copying is cheaper than pyzmq's zero-copy bookkeeping

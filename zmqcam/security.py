@@ -31,8 +31,9 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
-from zmqcam.config import NAME_PATTERN, Config
+from zmqcam.config import Config
 from zmqcam.errors import ConfigError
+from zmqcam.names import STREAM_NAME_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +314,7 @@ def keygen(key_dir: Path) -> list[Path]:
 
 def add_client(key_dir: Path, name: str) -> list[Path]:
     """One more client pair ``name`` for a program on another host, authorized at once."""
-    if not re.match(NAME_PATTERN, name):
+    if not re.match(STREAM_NAME_PATTERN, name):
         raise ValueError(f"client name {name!r}: use 1 to 32 of a-z, 0-9, '_' and '-'")
     if name in (SERVER, CLIENT):
         raise ValueError(f"client name {name!r} is reserved for the daemon's own keys")

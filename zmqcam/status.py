@@ -14,11 +14,12 @@ import zmq
 from zmqcam import bus, protocol, security
 from zmqcam.config import Config
 from zmqcam.errors import ProtocolError
+from zmqcam.names import PANO
 
 
 def all_streams(config: Config) -> list[str]:
     """Every stream of a whole rig: each camera, and ``pano`` when the stitcher is enabled."""
-    return [c.name for c in config.camera] + ([protocol.PANO] if config.stitch.enabled else [])
+    return [c.name for c in config.camera] + ([PANO] if config.stitch.enabled else [])
 
 
 def collect_status(

@@ -25,6 +25,7 @@ import zmq
 from zmqcam import bus, protocol, security
 from zmqcam.config import Config
 from zmqcam.errors import ProtocolError
+from zmqcam.names import PANO, STITCHER, process_title
 from zmqcam.process import Shutdown, setup_child
 from zmqcam.remap import PanoramaComposer
 
@@ -77,8 +78,8 @@ class Stitcher:
         upstream = sorted({config.consumer_endpoint(c.name) for c in cameras})
         self.sub = bus.make_subscriber(ctx, upstream, curve=security.client_keys(config))
         self.raw_topics = [protocol.topic(c.name, protocol.RAW) for c in cameras]
-        self.topic_raw = protocol.topic(protocol.PANO, protocol.RAW)
-        self.topic_jpeg = protocol.topic(protocol.PANO, protocol.JPEG)
+        self.topic_raw = protocol.topic(PANO, protocol.RAW)
+        self.topic_jpeg = protocol.topic(PANO, protocol.JPEG)
         self.subscribed_upstream = False
         self.subscribed_at = 0.0
         self.seq = 0
@@ -92,7 +93,7 @@ class Stitcher:
     # -- demand
 
     def _update_upstream(self, now: float) -> None:
-        wanted = self.demand.wants_frames(protocol.PANO)
+        wanted = self.demand.wants_frames(PANO)
         if wanted == self.subscribed_upstream:
             return
         option = zmq.SUBSCRIBE if wanted else zmq.UNSUBSCRIBE
@@ -204,7 +205,7 @@ class Stitcher:
 
     def _send(self, kind: str, capture_ns: int, payload: Any, width: int, height: int, extra: dict[str, Any]) -> None:
         with contextlib.suppress(zmq.Again):
-            protocol.send_frame(self.pub, protocol.PANO, kind, self.seq, capture_ns, payload, width, height, extra)
+            protocol.send_frame(self.pub, PANO, kind, self.seq, capture_ns, payload, width, height, extra)
 
     # -- status
 
@@ -224,13 +225,13 @@ class Stitcher:
                 "age": round(now - slot.arrived, 3) if slot.arrived else None,
             }
         return {
-            "name": protocol.PANO,
+            "name": PANO,
             "fps": self.fps(),
             "seq": self.seq,
             "spread_ms": round(self.last_spread_ms, 2),
             "width": self.composer.size[0],
             "height": self.composer.size[1],
-            "subscribers": self.demand.snapshot(protocol.PANO),
+            "subscribers": self.demand.snapshot(PANO),
             "upstream": self.subscribed_upstream,
             "cameras": cameras,
             **self.counters,
@@ -238,7 +239,7 @@ class Stitcher:
 
     def _publish_status(self) -> None:
         with contextlib.suppress(zmq.Again):
-            self.pub.send_multipart(protocol.encode_status(protocol.PANO, self.status()), flags=zmq.NOBLOCK)
+            self.pub.send_multipart(protocol.encode_status(PANO, self.status()), flags=zmq.NOBLOCK)
 
     # -- loop
 
@@ -277,7 +278,7 @@ class Stitcher:
 
 def run_stitcher(config: Config) -> None:
     """Process entry point (``multiprocessing`` target): run until SIGTERM/SIGINT."""
-    setup_child("zmqcam:stitcher", config.daemon.log_level)
+    setup_child(process_title(STITCHER), config.daemon.log_level)
     ctx = zmq.Context()
     auth = None
     try:

@@ -30,6 +30,7 @@ from test_http import build_config, get_status, start_bridge
 
 from zmqcam import bus, protocol
 from zmqcam.config import Config
+from zmqcam.names import PANO
 
 
 def pano_jpeg(config: Config) -> bytes:
@@ -62,7 +63,7 @@ class PanoPublisher:
             while self._sock.poll(0):
                 self._sock.recv()  # subscription messages (XPUB)
             self.sent += 1
-            parts = protocol.encode(protocol.PANO, protocol.JPEG, self.sent, time.time_ns(), self.jpeg, width, height)
+            parts = protocol.encode(PANO, protocol.JPEG, self.sent, time.time_ns(), self.jpeg, width, height)
             self._sock.send_multipart(parts, copy=False)
             next_at += 1.0 / self.fps
             self._stop.wait(max(0.0, next_at - time.monotonic()))

@@ -26,6 +26,7 @@ import zmq.asyncio
 from zmqcam import bus, protocol, security
 from zmqcam.config import Config
 from zmqcam.errors import ProtocolError
+from zmqcam.names import PANO
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +204,8 @@ class Hub:
         endpoints: dict[str, str] = {}
         rates: dict[str, float] = {}
         if config.stitch.enabled:
-            endpoints[protocol.PANO] = config.consumer_endpoint(protocol.PANO)
-            rates[protocol.PANO] = min(cam.fps for cam in config.stitched_cameras)
+            endpoints[PANO] = config.consumer_endpoint(PANO)
+            rates[PANO] = min(cam.fps for cam in config.stitched_cameras)
         for cam in config.camera:
             endpoints[cam.name] = config.consumer_endpoint(cam.name)
             rates[cam.name] = cam.fps

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from zmqcam import protocol
 from zmqcam.http.hub import Channel, Hub
+from zmqcam.names import PANO
 
 #: a grabber or stitcher whose status is older than this is reported down
 STATUS_DOWN_AFTER = 3.5
@@ -70,10 +70,10 @@ def camera_status(hub: Hub, name: str, viewers: Mapping[str, int]) -> dict[str, 
 
 
 def stitcher_status(hub: Hub, viewers: Mapping[str, int]) -> dict[str, Any]:
-    channel = hub.channels.get(protocol.PANO)
+    channel = hub.channels.get(PANO)
     if channel is None:
         return {"state": "disabled"}
-    st, age = hub.status_of(protocol.PANO)
+    st, age = hub.status_of(PANO)
     up = st is not None and age is not None and age < STATUS_DOWN_AFTER
     body = st or {}
     upstream = bool(body.get("upstream")) and up

@@ -43,7 +43,6 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
-from zmqcam import protocol
 from zmqcam.config import Config
 from zmqcam.http import auth, report
 from zmqcam.http.hub import BOUNDARY, KEEPALIVE, LIVE, OPENING, WAKING, Channel, Hub, Part, make_part
@@ -55,6 +54,7 @@ from zmqcam.http.listener import (
     server_ssl_context,
 )
 from zmqcam.http.page import render_card, render_page
+from zmqcam.names import ANNOUNCE_FILE, BRIDGE, PANO, process_title
 from zmqcam.process import Shutdown, setup_child
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,6 @@ MAX_FPS = 240.0
 MIN_FPS = 0.01
 RETRY_AFTER = "2"
 _DECIMAL = re.compile(r"[+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?", re.ASCII)
-#: the file (in run_dir) telling other programs and tests where the bridge listens
-ANNOUNCE_FILE = "bridge.json"
 
 _NO_CACHE = {
     "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
@@ -167,7 +165,7 @@ class Bridge:
         self.app = self._make_app()
 
     def _make_card(self, stream: str) -> Part:
-        if stream == protocol.PANO:
+        if stream == PANO:
             width, height = self.config.pano_size
             title, subtitle = "panorama: waiting for frames", "the cameras are waking up"
         else:
@@ -234,9 +232,9 @@ class Bridge:
         return response
 
     def _pano_channel(self) -> Channel:
-        if protocol.PANO not in self.hub.channels:
+        if PANO not in self.hub.channels:
             raise web.HTTPNotFound(text="404: stitching is disabled in the config\n")
-        return self.hub.channels[protocol.PANO]
+        return self.hub.channels[PANO]
 
     def _camera_channel(self, name: str) -> Channel:
         if name not in self.camera_names:
@@ -549,7 +547,7 @@ async def _main(config: Config, write_timeout: float, head_timeout: float) -> in
 
 def run_bridge(config: Config, *, write_timeout: float = WRITE_TIMEOUT, head_timeout: float = HEAD_TIMEOUT) -> None:
     """Process entry point (``multiprocessing`` target): serve HTTP until SIGTERM/SIGINT."""
-    setup_child("zmqcam:bridge", config.daemon.log_level)
+    setup_child(process_title(BRIDGE), config.daemon.log_level)
     try:
         code = asyncio.run(_main(config, write_timeout, head_timeout))
     except Shutdown:  # a signal that came before the event loop took over the signals
