@@ -37,6 +37,7 @@ from typing import Any
 
 from zmqcam.config import Config, load_config
 from zmqcam.errors import ConfigError, StartError
+from zmqcam.files import write_atomic
 from zmqcam.grabber import default_source_kwargs, run_grabber
 from zmqcam.names import (
     ALL_PARTS,
@@ -451,9 +452,7 @@ class Supervisor:
             "role": self.role,
             "children": table,
         }
-        tmp = self.config.run_dir / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, self.config.run_dir / STATE_FILE)
+        write_atomic(self.config.run_dir / STATE_FILE, json.dumps(state, indent=1))
 
     # -- main loop
 
@@ -496,7 +495,7 @@ def serve(
         check_ports(config, role)
         # a daemon killed with SIGKILL left its sockets: remove them before anyone connects
         remove_sockets(config, role)
-        (run_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+        write_atomic(run_dir / PID_FILE, f"{os.getpid()}\n")
         supervisor = Supervisor(config, config_path, role)
         supervisor.install_signals()
         for line in where_to_look(config, role):

@@ -48,6 +48,7 @@ import zmq
 from zmqcam import bus, protocol, security
 from zmqcam.config import Config
 from zmqcam.errors import ProtocolError, RecordingError
+from zmqcam.files import write_atomic
 
 __all__ = [
     "INDEX_SUFFIX",
@@ -126,13 +127,6 @@ class TrackWriter:
     def close(self) -> None:
         self._video.close()
         self._index.close()
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Replace ``path`` atomically, so a reader (or a crash) never sees half a manifest."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,7 +341,8 @@ class RecordingWriter:
                     r.close()
             if span is not None:
                 data["span"] = {"first_ns": span.first_ns, "last_ns": span.last_ns, "interval_ns": span.interval_ns}
-        _write_json(self.out_dir / MANIFEST, data)
+        # atomic: a reader (or a crash) never sees half a manifest
+        write_atomic(self.out_dir / MANIFEST, json.dumps(data, indent=1) + "\n")
 
     def close(self) -> None:
         """Close the files and finish the manifest; without a single frame, remove what was written

@@ -33,6 +33,7 @@ from zmq.utils import z85
 
 from zmqcam.config import Config
 from zmqcam.errors import ConfigError
+from zmqcam.files import write_atomic
 from zmqcam.names import STREAM_NAME_PATTERN
 
 log = logging.getLogger(__name__)
@@ -332,9 +333,5 @@ def add_client(key_dir: Path, name: str) -> list[Path]:
 
 def _authorize(key_dir: Path, public: Path) -> Path:
     target = key_dir / AUTHORIZED / public.name
-    # written whole under a temporary name, so the authenticator never reads half a key
-    tmp = target.with_name(f".{public.name}.tmp")
-    tmp.write_bytes(public.read_bytes())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
-    return target
+    # written whole, so the authenticator never reads half a key
+    return write_atomic(target, public.read_bytes(), mode=0o644)

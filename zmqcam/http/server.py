@@ -44,6 +44,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from zmqcam.config import Config
+from zmqcam.files import write_atomic
 from zmqcam.http import auth, report
 from zmqcam.http.hub import BOUNDARY, KEEPALIVE, LIVE, OPENING, WAKING, Channel, Hub, Part, make_part
 from zmqcam.http.listener import (
@@ -505,9 +506,7 @@ class Bridge:
         info = {"pid": os.getpid(), "host": self.http.host, "port": self.port, "scheme": self.scheme}
         try:
             run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = run_dir / f".{ANNOUNCE_FILE}.{os.getpid()}"
-            tmp.write_text(json.dumps(info))
-            tmp.replace(run_dir / ANNOUNCE_FILE)
+            write_atomic(run_dir / ANNOUNCE_FILE, json.dumps(info))
         except OSError as exc:
             log.warning("cannot write %s: %s", run_dir / ANNOUNCE_FILE, exc)
 
