@@ -32,10 +32,11 @@ import zmq
 from conftest import Children, needs, wait_for
 
 from zmqcam import bus, protocol
-from zmqcam.config import Config, connect_endpoint, default_config_dict, from_dict, load_config
+from zmqcam.config import Config, default_config_dict, from_dict, load_config
 from zmqcam.errors import ConfigError
 from zmqcam.grabber import run_grabber
 from zmqcam.http import read_announce, run_bridge
+from zmqcam.names import connect_endpoint
 from zmqcam.stitcher import run_stitcher
 
 FPS = 15

@@ -19,20 +19,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from zmqcam.config import Config, default_config, load_config
+from zmqcam.config import Config, config_file, load_config, resolve_config
 from zmqcam.errors import ConfigError, NotRunning, StartError, UsageError
-from zmqcam.names import ALL_PARTS, BRIDGE, DEFAULT_CONFIG_PATH, LOG_FILE, PANO, PARTS, STATE_FILE, local_host
+from zmqcam.names import ALL_PARTS, BRIDGE, LOG_FILE, PANO, PARTS, STATE_FILE, local_host
 
 EXIT_NOT_RUNNING = 3  # LSB: "program is not running"
 
 
 def load_args_config(args: argparse.Namespace) -> tuple[Config, str | None]:
     """The config named by -c, else ./config/zmqcam.toml, else the built-in default."""
-    path = getattr(args, "config", None)
-    if path is None and DEFAULT_CONFIG_PATH.is_file():
-        path = str(DEFAULT_CONFIG_PATH)
+    path = config_file(getattr(args, "config", None))
     try:
-        config = load_config(path, transport=getattr(args, "transport", None)) if path else default_config()
+        config = resolve_config(path, transport=getattr(args, "transport", None))
     except ConfigError as exc:
         raise UsageError("\n".join(exc.lines)) from None
     if getattr(args, "verbose", False):

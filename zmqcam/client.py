@@ -32,9 +32,9 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from zmqcam import bus, protocol, security
-from zmqcam.config import Config, default_config, load_config
+from zmqcam.config import Config, resolve_config
 from zmqcam.errors import ProtocolError
-from zmqcam.names import DEFAULT_CONFIG_PATH, PANO
+from zmqcam.names import PANO
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +44,6 @@ _HANDSHAKE_FAILED = (
 )
 #: at most this many queued messages are read per drain, so a flood cannot starve the caller
 _DRAIN_LIMIT = 64
-
-
-def resolve_config(config: Config | str | os.PathLike[str] | None = None) -> Config:
-    """The config a client or the daemon uses when none is named: ./config/zmqcam.toml, else built-in."""
-    if isinstance(config, Config):
-        return config
-    if config is not None:
-        return load_config(config)
-    if DEFAULT_CONFIG_PATH.is_file():
-        return load_config(DEFAULT_CONFIG_PATH)
-    return default_config()
 
 
 def stream_endpoint(config: Config, stream: str) -> str:

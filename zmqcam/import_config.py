@@ -6,21 +6,19 @@ picks (with the other one left as a comment), ``hight`` spelled ``height``, ``co
 Loading the TOML gives the same ``Config`` as loading the JSON. Nothing else is written: every other
 setting keeps its default, listed commented out where it matters for a rig like the original.
 
-``render_toml`` is the small TOML writer behind it (and behind the ``replay.toml`` a recording
-carries): the shapes a zmqcam config has, nothing more.
+The TOML writer behind it is ``zmqcam.config.toml``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from zmqcam.config import load_config
+from zmqcam.config.toml import render_toml, toml_value
 from zmqcam.errors import ConfigError
 
 __all__ = ["add_command", "convert", "main", "render_toml", "toml_value"]
@@ -54,106 +52,6 @@ _TRAILER = """\
 # host = "0.0.0.0"
 # port = 5000
 """
-
-
-# ---------------------------------------------------------------------------------------------
-# a TOML writer for config-shaped data
-
-
-def _toml_string(text: str) -> str:
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\u{code:04X}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def _toml_key(key: str) -> str:
-    if key and all(c.isascii() and (c.isalnum() or c in "_-") for c in key):
-        return key
-    return _toml_string(key)
-
-
-def toml_value(value: Any) -> str:
-    """One value as TOML: strings, numbers, booleans, lists and (inline) tables."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        # whole numbers as integers ([0, 92] rather than [0.0, 92.0]): the config reads them as floats
-        return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, Mapping):
-        items = [f"{_toml_key(k)} = {toml_value(v)}" for k, v in value.items() if v is not None]
-        return "{ " + ", ".join(items) + " }" if items else "{}"
-    if isinstance(value, Sequence):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
-
-
-def _comment(text: str) -> list[str]:
-    return [f"# {line}".rstrip() for line in text.splitlines()]
-
-
-def render_toml(
-    data: Mapping[str, Any],
-    *,
-    header: str = "",
-    comments: Mapping[str, str] | None = None,
-    notes: Mapping[tuple[str, int], str] | None = None,
-) -> str:
-    """A config-shaped mapping as TOML: top-level tables, arrays of tables (``[[camera]]``), and
-    nested tables written inline (``perspective = { ... }``). ``None`` values are left out (TOML has
-    no null). ``comments`` ("table.key" -> text) go above a key where it first appears; ``notes``
-    ((table, index) -> text) go at the end of one element of an array of tables."""
-    comments = comments or {}
-    notes = notes or {}
-    lines = _comment(header) if header else []
-    seen: set[str] = set()
-
-    def body(table: str, values: Mapping[str, Any]) -> None:
-        for key, value in values.items():
-            if value is None:
-                continue
-            path = f"{table}.{key}"
-            if path in comments and path not in seen:
-                seen.add(path)
-                lines.extend(_comment(comments[path]))
-            lines.append(f"{_toml_key(key)} = {toml_value(value)}")
-
-    scalars = {k: v for k, v in data.items() if not isinstance(v, Mapping) and not _is_table_array(v)}
-    body("", scalars)
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            lines += ["", f"[{_toml_key(key)}]"]
-            body(key, value)
-        elif _is_table_array(value):
-            for i, element in enumerate(value):
-                lines += ["", f"[[{_toml_key(key)}]]"]
-                body(key, element)
-                if (key, i) in notes:
-                    lines.extend(_comment(notes[(key, i)]))
-    return "\n".join(lines).lstrip("\n") + "\n"
-
-
-def _is_table_array(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, Mapping) for v in value)
 
 
 # ---------------------------------------------------------------------------------------------

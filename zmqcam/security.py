@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,24 +28,22 @@ from typing import Any
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
-from zmq.utils import z85
 
 from zmqcam.config import Config
+from zmqcam.config.keyfiles import (
+    AUTHORIZED,
+    CLIENT,
+    PUBLIC_SUFFIX,
+    SECRET_SUFFIX,
+    SERVER,
+    authorized_keys,
+    read_key,
+)
 from zmqcam.errors import ConfigError
 from zmqcam.files import write_atomic
 from zmqcam.names import STREAM_NAME_PATTERN
 
 log = logging.getLogger(__name__)
-
-SERVER = "server"
-CLIENT = "client"
-AUTHORIZED = "authorized"
-PUBLIC_SUFFIX = ".key"
-SECRET_SUFFIX = ".key_secret"
-#: a CURVE key in Z85 text form, as the key files hold it
-_Z85_KEY_LENGTH = 40
-#: key files are a few hundred bytes; anything bigger is not one
-_MAX_KEY_FILE = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -68,89 +65,7 @@ class ClientKeys:
 
 
 # ---------------------------------------------------------------------------------------------
-# key files
-
-
-def _read_key(path: Path, want_secret: bool) -> tuple[bytes, bytes | None]:
-    """(public, secret) from a key file; ValueError with a short reason when it is not usable."""
-    try:
-        info = path.stat()
-    except OSError as exc:
-        raise ValueError(f"cannot read: {exc.strerror}") from None
-    if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_KEY_FILE:
-        raise ValueError("not a key file")
-    try:
-        public, secret = zmq.auth.load_certificate(path)
-    except OSError as exc:
-        raise ValueError(f"cannot read: {exc.strerror or exc}") from None
-    except ValueError:
-        raise ValueError("no public-key in it (not a key file made by zmqcam-daemon keygen)") from None
-    for what, key in (("public-key", public), ("secret-key", secret)):
-        if key is None:
-            continue
-        if not _valid_z85_key(key):
-            raise ValueError(f"its {what} is not a 40-character Z85 CURVE key")
-    if want_secret and secret is None:
-        raise ValueError("no secret-key in it (use the .key_secret file)")
-    if want_secret and stat.S_IMODE(info.st_mode) & 0o077:
-        # like ssh: a secret others can read is no secret; refuse rather than leak silently
-        raise ValueError(f"secret key readable by other users (mode {stat.S_IMODE(info.st_mode):o}; chmod 600 it)")
-    return public, secret
-
-
-def _valid_z85_key(key: bytes) -> bool:
-    if len(key) != _Z85_KEY_LENGTH:
-        return False
-    try:
-        z85.decode(key)
-    except (ValueError, KeyError, IndexError):
-        return False
-    return True
-
-
-def _authorized_keys(directory: Path) -> dict[bytes, Path]:
-    """The public keys in ``directory``/*.key; ValueError naming the first bad file."""
-    keys = {}
-    for path in sorted(directory.glob("*" + PUBLIC_SUFFIX)):
-        try:
-            public, _ = _read_key(path, want_secret=False)
-        except ValueError as exc:
-            raise ValueError(f"{path.name}: {exc}") from None
-        keys[public] = path
-    return keys
-
-
-def key_dir_problems(key_dir: Path) -> list[tuple[Path, str]]:
-    """Every problem with a key directory, as (file, reason); empty when the daemon can use it."""
-    if not zmq.has("curve"):
-        return [(key_dir, "this libzmq was built without CURVE support")]
-    try:
-        if not key_dir.exists():
-            return [(key_dir, "no such directory (make one with: zmqcam-daemon keygen DIR)")]
-        if not key_dir.is_dir():
-            return [(key_dir, "not a directory")]
-    except (OSError, ValueError) as exc:
-        return [(key_dir, f"cannot read: {exc}")]
-    problems: list[tuple[Path, str]] = []
-    for name, secret in (
-        (SERVER + PUBLIC_SUFFIX, False),
-        (SERVER + SECRET_SUFFIX, True),
-        (CLIENT + SECRET_SUFFIX, True),
-    ):
-        try:
-            _read_key(key_dir / name, want_secret=secret)
-        except ValueError as exc:
-            problems.append((key_dir / name, str(exc)))
-    authorized = key_dir / AUTHORIZED
-    if not authorized.is_dir():
-        problems.append((authorized, "not a directory (it holds the public keys allowed to subscribe)"))
-        return problems
-    try:
-        if not _authorized_keys(authorized):
-            problems.append((authorized, "no *.key file in it: nobody could subscribe"))
-    except (OSError, ValueError) as exc:
-        problems.append((authorized, str(exc)))
-    return problems
+# the keys of a config
 
 
 def server_keys(config: Config) -> ServerKeys | None:
@@ -158,7 +73,7 @@ def server_keys(config: Config) -> ServerKeys | None:
     if config.curve.key_dir is None:
         return None
     key_dir = Path(config.curve.key_dir)
-    public, secret = _read_key(key_dir / (SERVER + SECRET_SUFFIX), want_secret=True)
+    public, secret = read_key(key_dir / (SERVER + SECRET_SUFFIX), want_secret=True)
     assert secret is not None
     return ServerKeys(public, secret, key_dir / AUTHORIZED)
 
@@ -179,11 +94,11 @@ def load_client_keys(server_key: str | os.PathLike[str], client_key: str | os.Pa
     public: bytes | None = None
     secret: bytes | None = None
     try:
-        server, _ = _read_key(Path(server_key), want_secret=False)
+        server, _ = read_key(Path(server_key), want_secret=False)
     except ValueError as exc:
         problems.append(f"server_key {os.fspath(server_key)!r}: {exc}")
     try:
-        public, secret = _read_key(Path(client_key), want_secret=True)
+        public, secret = read_key(Path(client_key), want_secret=True)
     except ValueError as exc:
         problems.append(f"client_key {os.fspath(client_key)!r}: {exc}")
     if problems:
@@ -226,7 +141,7 @@ class AuthorizedKeys:
         if signature == self._signature:
             return
         try:
-            keys = _authorized_keys(self.directory)
+            keys = authorized_keys(self.directory)
         except (OSError, ValueError) as exc:
             # keep the keys we had: a half-copied file must not lock everybody out
             log.error("%s: %s; keeping the %d keys loaded before", self.directory, exc, len(self._keys))

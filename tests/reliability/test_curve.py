@@ -22,6 +22,7 @@ from daemon_helpers import cli, free_port
 
 from zmqcam import bus, protocol, security
 from zmqcam.config import ConfigError, default_config_dict, from_dict, load_config
+from zmqcam.config.keyfiles import key_dir_problems
 from zmqcam.daemon import StartError, check_ports, check_upstreams, remove_sockets
 from zmqcam.import_config import render_toml
 
@@ -281,7 +282,7 @@ def test_keygen_makes_private_keys_and_refuses_to_overwrite(tmp_path: Path) -> N
     assert _mode(key_dir) == 0o700 and _mode(key_dir / "authorized") == 0o700
     assert _mode(key_dir / "server.key_secret") == 0o600 and _mode(key_dir / "client.key_secret") == 0o600
     assert (key_dir / "authorized" / "client.key").read_bytes() == (key_dir / "client.key").read_bytes()
-    assert not security.key_dir_problems(key_dir)
+    assert not key_dir_problems(key_dir)
     before = {p.name: p.read_bytes() for p in key_dir.iterdir() if p.is_file()}
 
     again = cli("keygen", str(key_dir), cwd=tmp_path)
