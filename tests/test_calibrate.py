@@ -11,6 +11,7 @@ import numpy as np
 import simplejpeg
 from conftest import Children, wait_for
 
+from zmqcam.bus.status import collect_status
 from zmqcam.calibrate import CROP_COLOR, DIM, GAP, LABEL_HEIGHT, QUAD_COLOR, main
 from zmqcam.config import Config
 from zmqcam.grabber import run_grabber
@@ -18,7 +19,6 @@ from zmqcam.import_config import render_toml
 from zmqcam.record import RecordingWriter
 from zmqcam.remap import PanoramaComposer
 from zmqcam.sources.synthetic import SyntheticSource, scene_offsets
-from zmqcam.status import collect_status
 
 # the built-in default's first two cameras (the original deployment): quads in rotated-frame pixels
 CAM0_QUAD = [(0, 92), (0, 325), (640, 349), (640, 116)]  # rotate 0, crop 0..632 of 680

@@ -25,10 +25,10 @@ import simplejpeg
 from conftest import Children, needs, wait_for
 
 from zmqcam import Subscriber
+from zmqcam.bus.protocol import Frame
+from zmqcam.bus.status import collect_status
 from zmqcam.config import Config
 from zmqcam.grabber import BACKOFF_CAP, run_grabber
-from zmqcam.protocol import Frame
-from zmqcam.status import collect_status
 from zmqcam.stitcher import run_stitcher
 from zmqcam.testing.fakecam import FakeCam
 from zmqcam.testing.rtsp_server import SYSTEM_PYTHON, RtspServer, rtsp_support

@@ -13,10 +13,11 @@ import pytest
 from conftest import Children, wait_for
 from daemon_helpers import reader_process
 
-from zmqcam import Camera, Subscriber, protocol
+from zmqcam import Camera, Subscriber
+from zmqcam.bus import protocol
+from zmqcam.bus.status import collect_status
 from zmqcam.config import Config
 from zmqcam.grabber import Backoff, run_grabber
-from zmqcam.status import collect_status
 
 
 def cam_status(config: Config, name: str = "cam0") -> dict[str, Any]:

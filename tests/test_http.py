@@ -31,7 +31,7 @@ import simplejpeg
 import zmq
 from conftest import Children, needs, wait_for
 
-from zmqcam import bus, protocol
+from zmqcam.bus import protocol, sockets
 from zmqcam.config import Config, default_config_dict, from_dict, load_config
 from zmqcam.errors import ConfigError
 from zmqcam.grabber import run_grabber
@@ -220,7 +220,7 @@ def test_stream_parts_are_complete_panorama_jpegs(rig: Rig) -> None:
 
 def test_camera_stream_forwards_the_published_jpeg_untouched(rig: Rig, ctx: zmq.Context[Any]) -> None:
     """/stream/cam0 sends exactly the bytes the grabber published on "cam0 jpeg" (no re-encode)."""
-    sub = bus.make_subscriber(ctx, [connect_endpoint(rig.config.camera_endpoint("cam0"))], [b"cam0 jpeg\x00"])
+    sub = sockets.make_subscriber(ctx, [connect_endpoint(rig.config.camera_endpoint("cam0"))], [b"cam0 jpeg\x00"])
     published: dict[int, bytes] = {}
     try:
         with open_stream(rig.url, "/stream/cam0") as response:

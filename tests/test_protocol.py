@@ -11,14 +11,14 @@ import pytest
 import simplejpeg
 import zmq
 
-from zmqcam import bus, protocol
+from zmqcam.bus import protocol, sockets
 from zmqcam.errors import ProtocolError
 
 
 def _pair(ctx: zmq.Context[Any], run_dir: Any, topics: list[bytes]) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
     endpoint = f"ipc://{run_dir}/t.sock"
-    pub = bus.make_publisher(ctx, [endpoint])
-    sub = bus.make_subscriber(ctx, [endpoint], topics)
+    pub = sockets.make_publisher(ctx, [endpoint])
+    sub = sockets.make_subscriber(ctx, [endpoint], topics)
     for _ in topics:  # the subscription has reached the publisher once XPUB reports it
         assert pub.poll(5000), "subscription never arrived"
         pub.recv()
@@ -148,7 +148,7 @@ def test_status_round_trip_and_status_is_not_demand() -> None:
     assert protocol.decode_status(parts) == ("cam0", {"state": "live", "fps": 30.0})
     with pytest.raises(ProtocolError):
         protocol.decode_status([parts[0], parts[1], b"nope"])
-    demand = bus.Demand()
+    demand = sockets.Demand()
     demand.feed(b"\x01" + protocol.topic("cam0", protocol.STATUS))
     assert not demand.wants_frames("cam0")
     demand.feed(b"\x01cam0 ")

@@ -22,6 +22,7 @@ import zmq
 from conftest import Children, wait_for
 
 from zmqcam import Subscriber, sources
+from zmqcam.bus.status import collect_status
 from zmqcam.config import SOURCE_KINDS, Config
 from zmqcam.errors import CorruptFrame, SourceError
 from zmqcam.grabber import run_grabber
@@ -40,7 +41,6 @@ from zmqcam.record import (
 from zmqcam.remap import PanoramaComposer
 from zmqcam.sources.replay import ReplaySource
 from zmqcam.sources.synthetic import SyntheticSource, scene_offsets
-from zmqcam.status import collect_status
 from zmqcam.stitcher import run_stitcher
 
 ROOT = Path(__file__).resolve().parents[1]

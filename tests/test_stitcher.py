@@ -13,9 +13,9 @@ import pytest
 from conftest import Children, wait_for
 
 from zmqcam import Subscriber
+from zmqcam.bus.status import collect_status
 from zmqcam.config import Config
 from zmqcam.grabber import run_grabber
-from zmqcam.status import collect_status
 from zmqcam.stitcher import run_stitcher
 
 

@@ -4,6 +4,7 @@ Grab each camera once, stitch once, serve many: programs over ZeroMQ (``Subscrib
 MJPEG/HTTP. See README.md.
 """
 
+from zmqcam.bus.protocol import Frame
 from zmqcam.client import Camera, Subscriber
 from zmqcam.config import CameraConfig, Config, default_config, load_config
 from zmqcam.errors import (
@@ -20,7 +21,6 @@ from zmqcam.errors import (
     UsageError,
     ZmqcamError,
 )
-from zmqcam.protocol import Frame
 
 __version__ = "0.1.0"
 

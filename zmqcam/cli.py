@@ -128,8 +128,8 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 def gather_status(config: Config) -> dict[str, Any]:
     """The daemon's process table, and the status of every stream its role publishes or reads."""
+    from zmqcam.bus.status import collect_status
     from zmqcam.daemon import parse_role, reachable_streams
-    from zmqcam.status import collect_status
 
     state: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
@@ -193,11 +193,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from zmqcam import security
+    from zmqcam.bus import curve
 
     key_dir = Path(args.dir)
     try:
-        made = security.add_client(key_dir, args.client) if args.client else security.keygen(key_dir)
+        made = curve.add_client(key_dir, args.client) if args.client else curve.keygen(key_dir)
     except (OSError, ValueError) as exc:
         raise UsageError(f"zmqcam-daemon: keygen: {exc}") from None
     for path in made:
@@ -205,9 +205,9 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     if args.client:
         print(
             f"zmqcam: {args.client} may subscribe from the next connection on. Give the program on the other host\n"
-            f"  {key_dir / (args.client + security.SECRET_SUFFIX)} (its secret key) and "
-            f"{key_dir / (security.SERVER + security.PUBLIC_SUFFIX)} (the rig's public key), nothing else:\n"
-            f'  Subscriber("pano", endpoint="tcp://RIG-HOST:5600", server_key="{security.SERVER}.key", '
+            f"  {key_dir / (args.client + curve.SECRET_SUFFIX)} (its secret key) and "
+            f"{key_dir / (curve.SERVER + curve.PUBLIC_SUFFIX)} (the rig's public key), nothing else:\n"
+            f'  Subscriber("pano", endpoint="tcp://RIG-HOST:5600", server_key="{curve.SERVER}.key", '
             f'client_key="{args.client}.key_secret")'
         )
     else:

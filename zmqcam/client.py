@@ -31,7 +31,7 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from zmqcam import bus, protocol, security
+from zmqcam.bus import curve, protocol, sockets
 from zmqcam.config import Config, resolve_config
 from zmqcam.errors import ProtocolError
 from zmqcam.names import PANO
@@ -82,14 +82,14 @@ class Subscriber:
         self.stream = stream
         self.kind = kind
         #: CURVE keys for a tcp endpoint: given explicitly, else the config's (when a config is used)
-        self._curve: security.ClientKeys | None = None
+        self._curve: curve.ClientKeys | None = None
         if server_key is not None and client_key is not None:
-            self._curve = security.load_client_keys(server_key, client_key)
+            self._curve = curve.load_client_keys(server_key, client_key)
         if endpoint is None or config is not None:
             resolved = resolve_config(config)
             endpoint = endpoint or stream_endpoint(resolved, stream)
             if self._curve is None:
-                self._curve = security.client_keys(resolved)
+                self._curve = curve.client_keys(resolved)
         self.endpoint = endpoint
         self.topic = protocol.topic(stream, kind)
         self._ctx = context or zmq.Context.instance()
@@ -124,12 +124,12 @@ class Subscriber:
 
     def _receive_loop(self) -> None:
         monitor: zmq.Socket[Any] | None = None
-        sock = bus.make_subscriber(self._ctx, [], [self.topic])
+        sock = sockets.make_subscriber(self._ctx, [], [self.topic])
         try:
-            if not bus.is_local(self.endpoint):
+            if not sockets.is_local(self.endpoint):
                 # watched from before the first connection: a refused key is otherwise silence
                 monitor = sock.get_monitor_socket(_HANDSHAKE_FAILED)
-            bus.connect(sock, [self.endpoint], self._curve)
+            sockets.connect(sock, [self.endpoint], self._curve)
         except (zmq.ZMQError, ValueError) as exc:
             self._start_error = exc
             self._started.set()

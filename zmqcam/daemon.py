@@ -35,6 +35,7 @@ from multiprocessing.connection import wait as wait_for_any
 from pathlib import Path
 from typing import Any
 
+from zmqcam.bus.status import all_streams
 from zmqcam.config import Config, load_config
 from zmqcam.errors import ConfigError, StartError
 from zmqcam.files import write_atomic
@@ -55,7 +56,6 @@ from zmqcam.names import (
     process_title,
 )
 from zmqcam.process import name_process, setup_logging
-from zmqcam.status import all_streams
 
 log = logging.getLogger("zmqcam.daemon")
 

@@ -25,7 +25,7 @@ import numpy as np
 import simplejpeg
 import zmq
 
-from zmqcam import bus, protocol, security
+from zmqcam.bus import curve, protocol, sockets
 from zmqcam.config import CameraConfig, Config
 from zmqcam.errors import CorruptFrame, SourceBusy, SourceEnded, SourceError, SourceTimeout
 from zmqcam.names import grabber_name, process_title
@@ -294,8 +294,8 @@ class Grabber:
         self.camera = camera
         self.ctx = ctx
         self.name = camera.name
-        self.demand = bus.Demand()
-        self.pub = bus.make_publisher(ctx, [config.camera_endpoint(camera)], curve=security.server_keys(config))
+        self.demand = sockets.Demand()
+        self.pub = sockets.make_publisher(ctx, [config.camera_endpoint(camera)], curve=curve.server_keys(config))
         pair_endpoint = f"inproc://capture-{camera.name}"
         self.inbox = ctx.socket(zmq.PAIR)
         self.inbox.setsockopt(zmq.LINGER, 0)
@@ -388,7 +388,7 @@ class Grabber:
                 timeout_ms = max(0, int((deadline - time.monotonic()) * 1000) + 1)
                 events = dict(poller.poll(timeout_ms))
                 if self.pub in events:
-                    bus.drain_subscriptions(self.pub, self.demand)
+                    sockets.drain_subscriptions(self.pub, self.demand)
                     self._update_demand(time.monotonic())
                 if self.inbox in events:
                     self._forward()
@@ -417,7 +417,7 @@ def run_grabber(config: Config, camera_name: str, source_kwargs: dict[str, Any] 
     auth = None
     try:
         # before the publisher binds: with CURVE, only authorized keys may subscribe over tcp
-        auth = security.start_authenticator(ctx, security.server_keys(config))
+        auth = curve.start_authenticator(ctx, curve.server_keys(config))
         grabber = Grabber(config, camera, ctx, source_kwargs)
         grabber.run()
     except Shutdown:
@@ -425,7 +425,7 @@ def run_grabber(config: Config, camera_name: str, source_kwargs: dict[str, Any] 
     finally:
         if grabber is not None:
             grabber.close()
-        security.stop_authenticator(auth)
+        curve.stop_authenticator(auth)
         # a capture thread stuck in a camera read still holds its socket: exit without term()
         if grabber is None or not grabber.capture.is_alive():
             ctx.term()

@@ -45,7 +45,7 @@ from typing import IO, Any, NamedTuple, TextIO
 
 import zmq
 
-from zmqcam import bus, protocol, security
+from zmqcam.bus import curve, protocol, sockets
 from zmqcam.config import Config
 from zmqcam.errors import ProtocolError, RecordingError
 from zmqcam.files import write_atomic
@@ -407,7 +407,7 @@ class Recorder:
         self._hinted = False
         endpoints = sorted({config.consumer_endpoint(n) for n in self.cameras})
         topics = [protocol.topic(n, protocol.JPEG) for n in self.cameras]
-        self.sub = bus.make_subscriber(ctx, endpoints, topics, curve=security.client_keys(config), rcvhwm=RECV_HWM)
+        self.sub = sockets.make_subscriber(ctx, endpoints, topics, curve=curve.client_keys(config), rcvhwm=RECV_HWM)
 
     # -- the loop
 

@@ -22,7 +22,7 @@ from typing import Any
 import simplejpeg
 import zmq
 
-from zmqcam import bus, protocol, security
+from zmqcam.bus import curve, protocol, sockets
 from zmqcam.config import Config
 from zmqcam.errors import ProtocolError
 from zmqcam.names import PANO, STITCHER, process_title
@@ -73,10 +73,10 @@ class Stitcher:
         self.composer = PanoramaComposer(cameras)
         self.slots = [Slot(c.name, c.fps) for c in cameras]
         self.by_name = {s.name: s for s in self.slots}
-        self.demand = bus.Demand()
-        self.pub = bus.make_publisher(ctx, config.pano_endpoints, curve=security.server_keys(config))
+        self.demand = sockets.Demand()
+        self.pub = sockets.make_publisher(ctx, config.pano_endpoints, curve=curve.server_keys(config))
         upstream = sorted({config.consumer_endpoint(c.name) for c in cameras})
-        self.sub = bus.make_subscriber(ctx, upstream, curve=security.client_keys(config))
+        self.sub = sockets.make_subscriber(ctx, upstream, curve=curve.client_keys(config))
         self.raw_topics = [protocol.topic(c.name, protocol.RAW) for c in cameras]
         self.topic_raw = protocol.topic(PANO, protocol.RAW)
         self.topic_jpeg = protocol.topic(PANO, protocol.JPEG)
@@ -263,7 +263,7 @@ class Stitcher:
                 events = dict(poller.poll(timeout_ms))
                 now = time.monotonic()
                 if self.pub in events:
-                    bus.drain_subscriptions(self.pub, self.demand)
+                    sockets.drain_subscriptions(self.pub, self.demand)
                     self._update_upstream(now)
                 if self.sub in events:
                     self._receive(now)
@@ -283,10 +283,10 @@ def run_stitcher(config: Config) -> None:
     auth = None
     try:
         # before the publisher binds: with CURVE, only authorized keys may subscribe over tcp
-        auth = security.start_authenticator(ctx, security.server_keys(config))
+        auth = curve.start_authenticator(ctx, curve.server_keys(config))
         Stitcher(config, ctx).run()
     except Shutdown:
         pass
     finally:
-        security.stop_authenticator(auth)
+        curve.stop_authenticator(auth)
         ctx.term()

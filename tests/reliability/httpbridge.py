@@ -28,7 +28,7 @@ import zmq
 from conftest import Children
 from test_http import build_config, get_status, start_bridge
 
-from zmqcam import bus, protocol
+from zmqcam.bus import protocol, sockets
 from zmqcam.config import Config
 from zmqcam.names import PANO
 
@@ -51,7 +51,7 @@ class PanoPublisher:
         self.jpeg = pano_jpeg(config)
         self.sent = 0
         self._ctx: zmq.Context[Any] = zmq.Context()
-        self._sock = bus.make_publisher(self._ctx, [config.pano_endpoints[0]])
+        self._sock = sockets.make_publisher(self._ctx, [config.pano_endpoints[0]])
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pano-publisher", daemon=True)
         self._thread.start()

@@ -71,11 +71,11 @@ from conftest import Children, wait_for
 from daemon_helpers import Daemon, cli, free_port, reader_process, toml_text
 
 from zmqcam import Subscriber
+from zmqcam.bus.protocol import Frame
+from zmqcam.bus.status import collect_status
 from zmqcam.config import Config, default_config_dict, from_dict, load_config
 from zmqcam.grabber import run_grabber
-from zmqcam.protocol import Frame
 from zmqcam.remap import PanoramaComposer
-from zmqcam.status import collect_status
 from zmqcam.testing.fakecam import FakeCam, SilentServer
 
 #: seconds; short so that NO SIGNAL, sleep and timeouts show within a test

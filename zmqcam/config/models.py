@@ -153,7 +153,7 @@ class HttpConfig(_Model):
 
 class CurveConfig(_Model):
     #: ZeroMQ CURVE keys (``zmqcam-daemon keygen DIR``); None: tcp endpoints are plain. Relative to
-    #: the config file's directory; made absolute when the config is loaded (see ``zmqcam.security``)
+    #: the config file's directory; made absolute when the config is loaded (see ``zmqcam.config.keyfiles``)
     key_dir: str | None = None
 
 

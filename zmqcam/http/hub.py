@@ -23,7 +23,8 @@ from typing import Any, cast
 import zmq
 import zmq.asyncio
 
-from zmqcam import bus, protocol, security
+from zmqcam.bus import curve, protocol, sockets
+from zmqcam.bus.curve import ClientKeys
 from zmqcam.config import Config
 from zmqcam.errors import ProtocolError
 from zmqcam.names import PANO
@@ -189,10 +190,10 @@ def _subscriber(
     ctx: zmq.asyncio.Context,
     endpoints: list[str],
     topics: list[bytes] | None = None,
-    curve: security.ClientKeys | None = None,
+    curve: ClientKeys | None = None,
 ) -> zmq.asyncio.Socket:
-    """``bus.make_subscriber`` on an asyncio context (which makes asyncio sockets)."""
-    return cast(zmq.asyncio.Socket, bus.make_subscriber(ctx, endpoints, topics or [], curve=curve))
+    """``sockets.make_subscriber`` on an asyncio context (which makes asyncio sockets)."""
+    return cast(zmq.asyncio.Socket, sockets.make_subscriber(ctx, endpoints, topics or [], curve=curve))
 
 
 class Hub:
@@ -210,7 +211,7 @@ class Hub:
             endpoints[cam.name] = config.consumer_endpoint(cam.name)
             rates[cam.name] = cam.fps
         self._sockets: list[zmq.asyncio.Socket] = []
-        keys = security.client_keys(config)
+        keys = curve.client_keys(config)
         try:
             for stream, endpoint in endpoints.items():
                 sock = _subscriber(ctx, [endpoint], curve=keys)

@@ -1,18 +1,15 @@
-"""ZeroMQ CURVE for the tcp:// endpoints: key files, key generation and the authenticator.
+"""ZeroMQ CURVE for the tcp:// endpoints: the keys of a config, key generation and the authenticator.
 
-With ``[curve] key_dir`` set, every tcp endpoint of the rig is encrypted and authenticated. The
-key directory, made by ``zmqcam-daemon keygen DIR``::
-
-    server.key, server.key_secret    the publishers' (grabbers', stitcher's) key pair
-    client.key, client.key_secret    the daemon's own consumers (stitcher, bridge, status, record)
-    <name>.key, <name>.key_secret    one pair per remote program (``keygen DIR --client NAME``)
-    authorized/*.key                 the public keys allowed to subscribe
+With ``[curve] key_dir`` set, every tcp endpoint of the rig is encrypted and authenticated. The key
+directory's layout and the checks on its files are ``zmqcam.config.keyfiles`` (a config is checked
+when it is loaded); ``zmqcam-daemon keygen DIR`` makes it with ``keygen`` here.
 
 Publishers are CURVE servers and run pyzmq's ``ThreadAuthenticator`` (ZAP) in their process; it
 lets in only the keys in ``authorized/``, re-read whenever that directory changes, so a key added
 or removed there applies to the next connection without a restart. ipc endpoints stay on the NULL
 mechanism: they sit in the 0700 run_dir (only the owner can connect), and encrypting 1 MB raw
-frames on the local host would cost CPU for nothing. ``zmqcam.bus`` applies the keys to tcp only.
+frames on the local host would cost CPU for nothing. ``zmqcam.bus.sockets`` applies the keys to tcp
+only.
 """
 
 from __future__ import annotations
@@ -174,7 +171,7 @@ def start_authenticator(ctx: zmq.Context[Any], keys: ServerKeys | None) -> Threa
     server with no ZAP handler would accept every client that knows the server key."""
     if keys is None:
         return None
-    auth = ThreadAuthenticator(ctx, log=logging.getLogger("zmqcam.security.zap"))
+    auth = ThreadAuthenticator(ctx, log=logging.getLogger(f"{__name__}.zap"))
     auth.start()
     auth.configure_curve_callback(domain="*", credentials_provider=AuthorizedKeys(keys.authorized))
     return auth

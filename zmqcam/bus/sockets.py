@@ -4,7 +4,7 @@ The demand rule of the whole system lives here: a publisher is an XPUB in "verbo
 sees every subscribe and unsubscribe of every subscriber, including the unsubscribes libzmq
 generates when a subscriber's connection dies (even a SIGKILLed process). ``Demand`` counts them.
 
-Security: with CURVE keys (``zmqcam.security``), tcp endpoints are encrypted and authenticated and
+Security: with CURVE keys (``zmqcam.bus.curve``), tcp endpoints are encrypted and authenticated and
 ipc endpoints stay on the NULL mechanism. libzmq copies a socket's security options into each
 listener or connection when it is made, so one socket serves both: bind or connect the local
 endpoints first, then set the CURVE options, then bind or connect the tcp ones.
@@ -18,8 +18,8 @@ from typing import Any
 
 import zmq
 
-from zmqcam import protocol
-from zmqcam.security import ClientKeys, ServerKeys
+from zmqcam.bus import protocol
+from zmqcam.bus.curve import ClientKeys, ServerKeys
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _client_curve(sock: zmq.Socket[Any], keys: ClientKeys) -> None:
 
 def make_publisher(ctx: zmq.Context[Any], endpoints: Sequence[str], curve: ServerKeys | None = None) -> zmq.Socket[Any]:
     """An XPUB bound to every endpoint, reporting each subscription change. With ``curve``, its
-    tcp endpoints are CURVE servers (the process must run ``security.start_authenticator`` first)."""
+    tcp endpoints are CURVE servers (the process must run ``curve.start_authenticator`` first)."""
     sock = ctx.socket(zmq.XPUB)
     _common(sock)
     sock.setsockopt(zmq.SNDHWM, SEND_HWM)

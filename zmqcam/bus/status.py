@@ -11,7 +11,7 @@ from typing import Any
 
 import zmq
 
-from zmqcam import bus, protocol, security
+from zmqcam.bus import curve, protocol, sockets
 from zmqcam.config import Config
 from zmqcam.errors import ProtocolError
 from zmqcam.names import PANO
@@ -35,7 +35,7 @@ def collect_status(
     wanted = set(all_streams(config) if streams is None else streams)
     endpoints = {config.consumer_endpoint(name) for name in wanted}
     topics = [protocol.topic(name, protocol.STATUS) for name in wanted]
-    sock = bus.make_subscriber(context, sorted(endpoints), topics, curve=security.client_keys(config))
+    sock = sockets.make_subscriber(context, sorted(endpoints), topics, curve=curve.client_keys(config))
     found: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout
     try:
