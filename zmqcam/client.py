@@ -181,18 +181,12 @@ class Subscriber:
             why = "the security handshake failed: is server_key the rig's server.key?"
         log.warning("%s %s: %s", self.stream, self.endpoint, why)
 
+    def _malformed(self, exc: ProtocolError) -> None:
+        self.malformed += 1
+
     def _drain(self, sock: zmq.Socket[Any]) -> protocol.Frame | None:
         newest = None
-        for _ in range(_DRAIN_LIMIT):
-            try:
-                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                break
-            try:
-                frame = protocol.decode(parts)
-            except ProtocolError:
-                self.malformed += 1
-                continue
+        for frame in sockets.pending_frames(sock, _DRAIN_LIMIT, self._malformed):
             self.received += 1
             if newest is not None:
                 self.skipped += 1

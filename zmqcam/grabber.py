@@ -13,7 +13,6 @@ its socket closed); the first subscription reopens it at once. ``always_on`` kee
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import random
@@ -26,6 +25,7 @@ import simplejpeg
 import zmq
 
 from zmqcam.bus import curve, protocol, sockets
+from zmqcam.bus.status import ASLEEP, BUSY, CONNECTING, ENDED, LIVE, LOST, STATUS_INTERVAL, FpsMeter
 from zmqcam.config import CameraConfig, Config
 from zmqcam.errors import CorruptFrame, SourceBusy, SourceEnded, SourceError, SourceTimeout
 from zmqcam.names import grabber_name, process_title
@@ -34,19 +34,10 @@ from zmqcam.sources import Source, SourceFrame, create_source
 
 log = logging.getLogger(__name__)
 
-STATUS_INTERVAL = 1.0
 BACKOFF_START = 0.5
 BACKOFF_CAP = 30.0
 #: a connection that stayed live this long resets the backoff to its start
 BACKOFF_RESET_AFTER = 60.0
-
-# camera states, as shown in status
-ASLEEP = "asleep"
-CONNECTING = "connecting"
-LIVE = "live"
-LOST = "lost"  # waiting out a backoff before the next connect
-BUSY = "busy"  # the camera serves someone else
-ENDED = "ended"  # a file or recording with loop = false played to its end
 
 
 class Backoff:
@@ -308,7 +299,8 @@ class Grabber:
         self.malformed = 0
         # None while someone wants frames; -inf at start so that a camera nobody asked for stays shut
         self._idle_since: float | None = float("-inf")
-        self._fps_times: collections.deque[float] = collections.deque(maxlen=64)
+        # a gap (the camera slept): measure the new session only
+        self._fps = FpsMeter(gap=1.0)
         self._started = time.monotonic()
 
     def _update_demand(self, now: float) -> None:
@@ -328,10 +320,7 @@ class Grabber:
     def _forward(self) -> None:
         parts = self.inbox.recv_multipart(copy=False)
         seq, capture_ns, width, height = np.frombuffer(parts[0].buffer, dtype=np.int64).tolist()
-        now = time.monotonic()
-        if self._fps_times and now - self._fps_times[-1] > 1.0:
-            self._fps_times.clear()  # a gap (the camera slept): measure the new session only
-        self._fps_times.append(now)
+        self._fps.tick(time.monotonic())
         for kind, part, topic in ((protocol.JPEG, parts[1], self.topic_jpeg), (protocol.RAW, parts[2], self.topic_raw)):
             if len(part.buffer) == 0 or not self.demand.wants(topic):
                 continue
@@ -341,12 +330,6 @@ class Grabber:
             except zmq.Again:
                 pass  # XPUB drops per subscriber at the HWM; Again here is only a full pipe everywhere
 
-    def fps(self) -> float:
-        times = [t for t in self._fps_times if t > time.monotonic() - 2.0]
-        if len(times) < 2:
-            return 0.0
-        return round((len(times) - 1) / (times[-1] - times[0]), 2) if times[-1] > times[0] else 0.0
-
     def status(self) -> dict[str, Any]:
         cap = self.capture
         age = time.monotonic() - cap.last_frame_mono if cap.last_frame_mono else None
@@ -354,7 +337,7 @@ class Grabber:
             "name": self.name,
             "kind": self.camera.source_kind,
             "state": cap.state,
-            "fps": self.fps(),
+            "fps": self._fps.fps(),
             "width": cap.width,
             "height": cap.height,
             "last_frame_age": round(age, 3) if age is not None else None,

@@ -425,18 +425,12 @@ class Recorder:
         if progress is not None:
             progress.note(self.summary_line())
 
+    def _malformed(self, exc: ProtocolError) -> None:
+        self.malformed += 1
+
     def _drain(self) -> None:
-        for _ in range(RECV_HWM):
-            try:
-                parts = self.sub.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
+        for frame in sockets.pending_frames(self.sub, RECV_HWM, self._malformed):
             recv_ns = time.time_ns()
-            try:
-                frame = protocol.decode(parts)
-            except ProtocolError:
-                self.malformed += 1
-                continue
             if frame.stream not in self._last_frame or frame.kind != protocol.JPEG:
                 self.malformed += 1
                 continue

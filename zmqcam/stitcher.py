@@ -23,6 +23,7 @@ import simplejpeg
 import zmq
 
 from zmqcam.bus import curve, protocol, sockets
+from zmqcam.bus.status import LIVE, NO_SIGNAL, STATUS_INTERVAL, FpsMeter
 from zmqcam.config import Config
 from zmqcam.errors import ProtocolError
 from zmqcam.names import PANO, STITCHER, process_title
@@ -31,7 +32,6 @@ from zmqcam.remap import PanoramaComposer
 
 log = logging.getLogger(__name__)
 
-STATUS_INTERVAL = 1.0
 #: while someone watches but no camera delivers, a NO SIGNAL panorama goes out this often
 HEARTBEAT_INTERVAL = 1.0
 _DRAIN_LIMIT = 64
@@ -87,7 +87,7 @@ class Stitcher:
         self.first_fresh = 0.0  # when the oldest frame not yet in a panorama arrived
         self.counters = {"panoramas": 0, "jpeg_encoded": 0, "raw_published": 0, "malformed": 0, "unknown": 0}
         self.last_spread_ms = 0.0
-        self._emit_times: collections.deque[float] = collections.deque(maxlen=64)
+        self._fps = FpsMeter()
         self._last_stale: set[str] = set()
 
     # -- demand
@@ -111,18 +111,12 @@ class Stitcher:
 
     # -- input
 
+    def _malformed(self, exc: ProtocolError) -> None:
+        self.counters["malformed"] += 1
+        log.debug("dropped a malformed message: %s", exc)
+
     def _receive(self, now: float) -> None:
-        for _ in range(_DRAIN_LIMIT):
-            try:
-                parts = self.sub.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            try:
-                frame = protocol.decode(parts)
-            except ProtocolError as exc:
-                self.counters["malformed"] += 1
-                log.debug("dropped a malformed message: %s", exc)
-                continue
+        for frame in sockets.pending_frames(self.sub, _DRAIN_LIMIT, self._malformed):
             slot = self.by_name.get(frame.stream)
             if slot is None or frame.kind != protocol.RAW:
                 self.counters["unknown"] += 1
@@ -165,7 +159,7 @@ class Stitcher:
             frame = slot.frame
             live = slot.live(now, stale_after)
             images.append(frame.image if live and frame is not None else None)
-            state = "live" if live else ("stale" if frame is not None else "missing")
+            state = LIVE if live else ("stale" if frame is not None else "missing")
             entry: dict[str, Any] = {"name": slot.name, "state": state}
             if frame is not None:
                 entry["seq"] = frame.seq
@@ -174,7 +168,7 @@ class Stitcher:
                     captures.append(frame.capture_ns)
             sources.append(entry)
             slot.fresh = False
-        stale = [s["name"] for s in sources if s["state"] != "live"]
+        stale = [s["name"] for s in sources if s["state"] != LIVE]
         waking = now - self.subscribed_at < stale_after
         if set(stale) != self._last_stale and not waking:
             if stale:
@@ -201,7 +195,7 @@ class Stitcher:
         self.counters["panoramas"] += 1
         self.last_emit = now
         self.first_fresh = 0.0
-        self._emit_times.append(now)
+        self._fps.tick(now)
 
     def _send(self, kind: str, capture_ns: int, payload: Any, width: int, height: int, extra: dict[str, Any]) -> None:
         with contextlib.suppress(zmq.Again):
@@ -209,24 +203,17 @@ class Stitcher:
 
     # -- status
 
-    def fps(self) -> float:
-        now = time.monotonic()
-        times = [t for t in self._emit_times if t > now - 2.0]
-        if len(times) < 2 or times[-1] <= times[0]:
-            return 0.0
-        return round((len(times) - 1) / (times[-1] - times[0]), 2)
-
     def status(self) -> dict[str, Any]:
         now = time.monotonic()
         cameras = {}
         for slot in self.slots:
             cameras[slot.name] = {
-                "state": "live" if slot.live(now, self.cfg.stale_after) else ("no signal" if slot.frame else "waiting"),
+                "state": LIVE if slot.live(now, self.cfg.stale_after) else (NO_SIGNAL if slot.frame else "waiting"),
                 "age": round(now - slot.arrived, 3) if slot.arrived else None,
             }
         return {
             "name": PANO,
-            "fps": self.fps(),
+            "fps": self._fps.fps(now),
             "seq": self.seq,
             "spread_ms": round(self.last_spread_ms, 2),
             "width": self.composer.size[0],

@@ -13,13 +13,14 @@ endpoints first, then set the CURVE options, then bind or connect the tcp ones.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import zmq
 
 from zmqcam.bus import protocol
 from zmqcam.bus.curve import ClientKeys, ServerKeys
+from zmqcam.errors import ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -159,3 +160,21 @@ def drain_subscriptions(sock: zmq.Socket[Any], demand: Demand, limit: int = 1000
             break
         n += 1
     return n
+
+
+def pending_frames(
+    sock: zmq.Socket[Any], limit: int, malformed: Callable[[ProtocolError], None]
+) -> Iterator[protocol.Frame]:
+    """The frames waiting on a subscriber, decoded, at most ``limit`` of them and without blocking.
+    A malformed message is handed to ``malformed`` (to count it) and skipped: never fatal."""
+    for _ in range(limit):
+        try:
+            parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return
+        try:
+            frame = protocol.decode(parts)
+        except ProtocolError as exc:
+            malformed(exc)
+            continue
+        yield frame

@@ -10,20 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from zmqcam.bus.status import CAMERA_STATES, DOWN, LIVE, NO_SIGNAL, STATUS_DOWN_AFTER
 from zmqcam.http.hub import Channel, Hub
 from zmqcam.names import PANO
-
-#: a grabber or stitcher whose status is older than this is reported down
-STATUS_DOWN_AFTER = 3.5
-#: grabber state -> what people are shown
-CAMERA_STATES = {
-    "asleep": "asleep",
-    "connecting": "connecting",
-    "live": "live",
-    "lost": "no signal",
-    "busy": "no signal",
-    "ended": "ended",  # a file or recording with loop = false played to its end
-}
 
 
 def _num(value: Any) -> float | int | None:
@@ -48,10 +37,10 @@ def camera_status(hub: Hub, name: str, viewers: Mapping[str, int]) -> dict[str, 
     st, age = hub.status_of(name)
     up = st is not None and age is not None and age < STATUS_DOWN_AFTER
     body = st or {}
-    grabber_state = str(body.get("state")) if up else "down"
+    grabber_state = str(body.get("state")) if up else DOWN
     frame_age = _num(body.get("last_frame_age"))
     return {
-        "state": CAMERA_STATES.get(grabber_state, "no signal"),
+        "state": CAMERA_STATES.get(grabber_state, NO_SIGNAL),
         "grabber_state": grabber_state,
         "fps": (_num(body.get("fps")) or 0.0) if up else 0.0,
         "last_frame_age": round(frame_age + (age or 0.0), 3) if frame_age is not None else None,
@@ -80,9 +69,9 @@ def stitcher_status(hub: Hub, viewers: Mapping[str, int]) -> dict[str, Any]:
     cameras = body.get("cameras")
     if not isinstance(cameras, dict):
         cameras = {}
-    stale = [n for n, c in cameras.items() if not (isinstance(c, dict) and c.get("state") == "live")]
+    stale = [n for n, c in cameras.items() if not (isinstance(c, dict) and c.get("state") == LIVE)]
     return {
-        "state": ("running" if upstream else "idle") if up else "down",
+        "state": ("running" if upstream else "idle") if up else DOWN,
         "fps": (_num(body.get("fps")) or 0.0) if up else 0.0,
         "spread_ms": _num(body.get("spread_ms")),
         "width": _count(body.get("width")),
