@@ -31,9 +31,9 @@ from bench_common import fake_camera_config  # noqa: E402
 from flask import Flask, Response  # noqa: E402
 
 from zmqcam.config import default_config, from_dict  # noqa: E402
-from zmqcam.remap import original_pipeline  # noqa: E402
 from zmqcam.sources.mjpeg import MjpegSource  # noqa: E402
 from zmqcam.sources.synthetic import SyntheticSource, scene_offsets  # noqa: E402
+from zmqcam.testing.reference import original_pipeline  # noqa: E402
 
 app = Flask(__name__)
 now_frame = None

@@ -15,9 +15,9 @@ from zmqcam.bus.status import collect_status
 from zmqcam.calibrate import CROP_COLOR, DIM, GAP, LABEL_HEIGHT, QUAD_COLOR, main
 from zmqcam.config import Config
 from zmqcam.grabber import run_grabber
+from zmqcam.image.remap import PanoramaComposer
 from zmqcam.import_config import render_toml
 from zmqcam.record import RecordingWriter
-from zmqcam.remap import PanoramaComposer
 from zmqcam.sources.synthetic import SyntheticSource, scene_offsets
 
 # the built-in default's first two cameras (the original deployment): quads in rotated-frame pixels

@@ -26,6 +26,7 @@ from zmqcam.bus.status import collect_status
 from zmqcam.config import SOURCE_KINDS, Config
 from zmqcam.errors import CorruptFrame, SourceError
 from zmqcam.grabber import run_grabber
+from zmqcam.image.remap import PanoramaComposer
 from zmqcam.import_config import render_toml
 from zmqcam.record import (
     INDEX_HEADER,
@@ -38,7 +39,6 @@ from zmqcam.record import (
     Track,
     main,
 )
-from zmqcam.remap import PanoramaComposer
 from zmqcam.sources.replay import ReplaySource
 from zmqcam.sources.synthetic import SyntheticSource, scene_offsets
 from zmqcam.stitcher import run_stitcher

@@ -11,17 +11,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from zmqcam.config import CameraConfig, default_config
-from zmqcam.remap import (
-    NO_SIGNAL_COLOR,
-    PanoramaComposer,
-    build_slot_map,
-    camera_view_map,
-    no_signal_card,
-    original_pipeline,
-    slot_map_for,
-)
+from zmqcam.image.cards import NO_SIGNAL_COLOR, no_signal_card
+from zmqcam.image.remap import PanoramaComposer, build_slot_map, camera_view_map, slot_map_for
+from zmqcam.testing.reference import original_pipeline
 
-# the tolerance of the fixed-point remap against warpPerspective (design.md: "small, tested tolerance")
+# the tolerance of the fixed-point remap against warpPerspective (README, "How it works", the bullet
+# "Stitching is one `cv2.remap` per camera")
 MAX_DIFF = 3
 MEAN_DIFF = 0.5
 
@@ -172,7 +167,7 @@ def test_frame_of_another_size_rebuilds_the_map(frame_size, caplog):
     composer = PanoramaComposer(cams)
     w, h = frame_size
     frames = [photo(seed=0), photo(w, h, seed=1), photo(seed=2), photo(seed=3)]
-    with caplog.at_level(logging.INFO, logger="zmqcam.remap"):
+    with caplog.at_level(logging.INFO, logger="zmqcam.image.remap"):
         pano = composer.compose(frames).copy()
         composer.compose(frames)
     assert sum("cam1" in r.getMessage() and f"{w}x{h}" in r.getMessage() for r in caplog.records) == 1
@@ -216,7 +211,7 @@ def test_unusable_frames_do_not_crash(caplog):
     composer = PanoramaComposer(cams)
     bgr = photo(seed=0)
     grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-    with caplog.at_level(logging.WARNING, logger="zmqcam.remap"):
+    with caplog.at_level(logging.WARNING, logger="zmqcam.image.remap"):
         pano = composer.compose([grey, cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA), bgr.astype(np.float32), bgr[:0]])
     reference = original_pipeline([cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), bgr, bgr, bgr], cams)
     for i in (0, 1):
@@ -253,7 +248,7 @@ def test_camera_cycling_sizes_stays_bounded(caplog):
     cam = default_config().stitched_cameras[0]
     composer = PanoramaComposer([cam])
     sizes = [(320 + 16 * k, 240 + 12 * k) for k in range(8)]
-    with caplog.at_level(logging.INFO, logger="zmqcam.remap"):
+    with caplog.at_level(logging.INFO, logger="zmqcam.image.remap"):
         for _ in range(2):
             for w, h in sizes:
                 frame = photo(w, h, seed=w)

@@ -11,7 +11,7 @@ import pytest
 
 from zmqcam.config import CameraConfig, default_config
 from zmqcam.errors import SourceError
-from zmqcam.remap import PanoramaComposer
+from zmqcam.image.remap import PanoramaComposer
 from zmqcam.sources.synthetic import SyntheticSource, render_scene, scene_offsets
 
 T = 1_700_000_123.456  # a fixed scene time

@@ -34,7 +34,8 @@ import numpy as np
 import simplejpeg
 
 from zmqcam.config import CameraConfig, Config
-from zmqcam.remap import _CV2_ROTATE, PanoramaComposer, homography, no_signal_card, rotated_size, scaled_quad
+from zmqcam.image.cards import no_signal_card
+from zmqcam.image.remap import CV2_ROTATE, PanoramaComposer, homography, rotated_size, scaled_quad
 
 __all__ = [
     "CROP_COLOR",
@@ -129,7 +130,7 @@ def annotate(cam: CameraConfig, frame: np.ndarray | None) -> np.ndarray:
     if frame is None:
         panel = no_signal_card(*rotated_size(size, cam.rotate), cam.name)
     else:
-        panel = cv2.rotate(frame, _CV2_ROTATE[cam.rotate]) if cam.rotate else frame.copy()
+        panel = cv2.rotate(frame, CV2_ROTATE[cam.rotate]) if cam.rotate else frame.copy()
     quad = quad_in_frame(cam, size)
     kept = kept_region(cam, quad)
     mask = np.zeros(panel.shape[:2], np.uint8)

@@ -26,9 +26,9 @@ from zmqcam.bus import curve, protocol, sockets
 from zmqcam.bus.status import LIVE, NO_SIGNAL, STATUS_INTERVAL, FpsMeter
 from zmqcam.config import Config
 from zmqcam.errors import ProtocolError
+from zmqcam.image.remap import PanoramaComposer
 from zmqcam.names import PANO, STITCHER, process_title
 from zmqcam.process import Shutdown, setup_child
-from zmqcam.remap import PanoramaComposer
 
 log = logging.getLogger(__name__)
 

@@ -75,7 +75,7 @@ from zmqcam.bus.protocol import Frame
 from zmqcam.bus.status import collect_status
 from zmqcam.config import Config, default_config_dict, from_dict, load_config
 from zmqcam.grabber import run_grabber
-from zmqcam.remap import PanoramaComposer
+from zmqcam.image.remap import PanoramaComposer
 from zmqcam.testing.fakecam import FakeCam, SilentServer
 
 #: seconds; short so that NO SIGNAL, sleep and timeouts show within a test

@@ -1,4 +1,5 @@
-"""What people see: the "waking up" card and the single self-contained page served at ``/``.
+"""What people see: the single self-contained page served at ``/`` (the "waking up" card it shows
+while a stream has no frames is ``zmqcam.image.cards.waiting_card``).
 
 The page has no external assets (it works offline, on a camera LAN without internet): the panorama
 and each camera are MJPEG ``<img>`` elements, and the status table is rebuilt from ``/status`` once a
@@ -11,30 +12,12 @@ from __future__ import annotations
 
 import html
 
-import cv2
-import numpy as np
-import simplejpeg
-
 from zmqcam.config import Config
 
 #: camera tiles stream (MJPEG) up to this many cameras; beyond it they show refreshed snapshots
 MAX_CAMERA_STREAMS = 4
 #: the frame rate the page asks for per camera tile (the panorama is shown at full rate)
 CAMERA_TILE_FPS = 5
-
-
-def render_card(width: int, height: int, title: str, subtitle: str) -> bytes:
-    """A plain JPEG card of the stream's own size (so players see no size change), made once."""
-    image = np.full((height, width, 3), (48, 40, 36), dtype=np.uint8)
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    for text, rel_y, weight in ((title, 0.45, 1.0), (subtitle, 0.7, 0.55)):
-        (tw, th), _ = cv2.getTextSize(text, font, 1.0, 2)
-        scale = max(0.3, min(weight * height / 5 / th, weight * 0.9 * width / tw))
-        thickness = max(1, round(scale * 1.6))
-        (tw, th), _ = cv2.getTextSize(text, font, scale, thickness)
-        origin = ((width - tw) // 2, int(height * rel_y) + th // 2)
-        cv2.putText(image, text, origin, font, scale, (200, 220, 235), thickness, cv2.LINE_AA)
-    return simplejpeg.encode_jpeg(image, quality=75, colorspace="BGR", colorsubsampling="420")
 
 
 def render_page(config: Config) -> str:

@@ -54,7 +54,8 @@ from zmqcam.http.listener import (
     GuardedSite,
     server_ssl_context,
 )
-from zmqcam.http.page import render_card, render_page
+from zmqcam.http.page import render_page
+from zmqcam.image.cards import waiting_card
 from zmqcam.names import ANNOUNCE_FILE, BRIDGE, PANO, process_title
 from zmqcam.process import Shutdown, setup_child
 
@@ -172,7 +173,7 @@ class Bridge:
         else:
             width, height = self.config.camera_named(stream).size
             title, subtitle = f"{stream}: waiting for frames", "the camera is waking up"
-        jpeg = render_card(width, height, title, subtitle)
+        jpeg = waiting_card(width, height, title, subtitle)
         return make_part(jpeg, 0, time.time_ns(), width, height, WAKING)
 
     # -- the application

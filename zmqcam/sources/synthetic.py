@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from zmqcam.config.models import panorama_slots
 from zmqcam.errors import SourceError
-from zmqcam.remap import camera_view_map
+from zmqcam.image.remap import camera_view_map
 from zmqcam.sources.base import Source, SourceFrame
 
 if TYPE_CHECKING:
@@ -58,13 +59,7 @@ _BLUR_MARGIN = 8  # the background is blurred; render it this much larger so win
 
 def scene_offsets(config: Config) -> dict[str, int]:
     """Each stitched camera's slot x0 in the panorama (= its ``scene_offset``), by camera name."""
-    offsets = {}
-    x = 0
-    for cam in config.stitched_cameras:
-        front, back = cam.crop_range
-        offsets[cam.name] = x
-        x += back - front
-    return offsets
+    return {slot.name: slot.x0 for slot in panorama_slots(config.stitched_cameras)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Stitching as one remap per camera (see design.md, "Stitching is one remap per camera").
+"""Stitching as one remap per camera (README, "How it works": "Stitching is one `cv2.remap` per camera").
 
 The original pipeline, per camera::
 
@@ -24,24 +24,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
 import numpy as np
 
-if TYPE_CHECKING:
-    from zmqcam.config import CameraConfig
+from zmqcam.config.models import CameraConfig, Slot, panorama_slots
+from zmqcam.image.cards import no_signal_card
 
 __all__ = [
-    "NO_SIGNAL_COLOR",
+    "CV2_ROTATE",
     "PanoramaComposer",
     "Slot",
     "SlotMap",
     "build_slot_map",
     "camera_view_map",
     "homography",
-    "no_signal_card",
-    "original_pipeline",
     "rotated_size",
     "scaled_quad",
     "slot_map_for",
@@ -49,10 +46,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: BGR of the NO SIGNAL card's background
-NO_SIGNAL_COLOR = (48, 48, 48)
-
-_CV2_ROTATE = {
+#: ``rotate`` (degrees clockwise) -> the ``cv2.rotate`` code that turns a frame that way
+CV2_ROTATE = {
     90: cv2.ROTATE_90_CLOCKWISE,
     180: cv2.ROTATE_180,
     270: cv2.ROTATE_90_COUNTERCLOCKWISE,
@@ -241,60 +236,6 @@ def camera_view_map(
     return mapx, mapy
 
 
-def original_pipeline(frames: Sequence[np.ndarray], cameras: Sequence[CameraConfig]) -> np.ndarray:
-    """The original stitcher, verbatim: the reference ``PanoramaComposer`` is tested against.
-
-    Rotate, warpPerspective with a per-frame matrix, crop, hconcat. Frames must be present and of the
-    configured sizes (the original knew nothing else).
-    """
-    slices = []
-    for frame, cam in zip(frames, cameras, strict=True):
-        img = frame
-        if cam.rotate:
-            img = cv2.rotate(img, _CV2_ROTATE[cam.rotate])
-        geo = cam.geometry
-        m = cv2.getPerspectiveTransform(
-            np.asarray(geo.src, dtype=np.float32),
-            np.asarray([(0, 0), (0, geo.height), (geo.width, geo.height), (geo.width, 0)], dtype=np.float32),
-        )
-        dst = cv2.warpPerspective(img, m, (geo.width, geo.height))
-        front, back = cam.crop_range
-        slices.append(dst[:, front:back])
-    return cv2.hconcat(slices)
-
-
-def no_signal_card(width: int, height: int, name: str) -> np.ndarray:
-    """A dark grey ``height`` x ``width`` BGR card reading "NO SIGNAL" and the camera name, centred."""
-    card = np.empty((height, width, 3), np.uint8)
-    card[:] = NO_SIGNAL_COLOR
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    lines = [("NO SIGNAL", (220, 220, 220), 0.22), (name, (160, 160, 160), 0.14)]
-    # each line gets a font scale that fits ~85% of the width and its share of the height
-    rendered = []
-    for text, color, height_share in lines:
-        (tw, th), _ = cv2.getTextSize(text, font, 1.0, 2)
-        scale = max(0.3, min(0.85 * width / max(tw, 1), height_share * height / max(th, 1)))
-        thickness = max(1, round(scale * 2))
-        (tw, th), base = cv2.getTextSize(text, font, scale, thickness)
-        rendered.append((text, color, scale, thickness, tw, th, base))
-    gap = max(4, height // 20)
-    total = sum(th + base for *_, th, base in rendered) + gap
-    y = (height - total) // 2
-    for text, color, scale, thickness, tw, th, base in rendered:
-        y += th
-        cv2.putText(card, text, ((width - tw) // 2, y), font, scale, color, thickness, cv2.LINE_AA)
-        y += base + gap
-    return card
-
-
-class Slot(NamedTuple):
-    """One camera's columns [x0, x1) in the panorama."""
-
-    name: str
-    x0: int
-    x1: int
-
-
 class PanoramaComposer:
     """Stitch frames of the given cameras, left to right, into one preallocated panorama.
 
@@ -312,18 +253,14 @@ class PanoramaComposer:
             raise ValueError("a panorama needs at least one camera")
         self.cameras = list(cameras)
         height = self.cameras[0].geometry.height
-        slots = []
-        x = 0
         for cam in self.cameras:
             if cam.geometry.height != height:
                 raise ValueError(
                     f"all stitched cameras need the same height ({self.cameras[0].name} has {height}, "
                     f"{cam.name} has {cam.geometry.height})"
                 )
-            front, back = cam.crop_range
-            slots.append(Slot(cam.name, x, x + back - front))
-            x += back - front
-        self.slots: tuple[Slot, ...] = tuple(slots)
+        self.slots: tuple[Slot, ...] = panorama_slots(self.cameras)
+        x = self.slots[-1].x1
         #: (width, height) of the panorama
         self.size = (x, height)
         self._pano = np.zeros((height, x, 3), np.uint8)
