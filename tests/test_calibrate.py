@@ -17,7 +17,7 @@ from zmqcam.config import Config
 from zmqcam.grabber import run_grabber
 from zmqcam.image.remap import PanoramaComposer
 from zmqcam.import_config import render_toml
-from zmqcam.record import RecordingWriter
+from zmqcam.recording.format import RecordingWriter
 from zmqcam.sources.synthetic import SyntheticSource, scene_offsets
 
 # the built-in default's first two cameras (the original deployment): quads in rotated-frame pixels

@@ -23,22 +23,14 @@ from conftest import Children, wait_for
 
 from zmqcam import Subscriber, sources
 from zmqcam.bus.status import collect_status
+from zmqcam.cli import main as cli_main
 from zmqcam.config import SOURCE_KINDS, Config
 from zmqcam.errors import CorruptFrame, SourceError
 from zmqcam.grabber import run_grabber
 from zmqcam.image.remap import PanoramaComposer
 from zmqcam.import_config import render_toml
-from zmqcam.record import (
-    INDEX_HEADER,
-    MANIFEST,
-    REPLAY_CONFIG,
-    Progress,
-    Recorder,
-    Recording,
-    RecordingWriter,
-    Track,
-    main,
-)
+from zmqcam.recording.format import INDEX_HEADER, MANIFEST, REPLAY_CONFIG, Recording, RecordingWriter, Track
+from zmqcam.recording.recorder import Progress, Recorder
 from zmqcam.sources.replay import ReplaySource
 from zmqcam.sources.synthetic import SyntheticSource, scene_offsets
 from zmqcam.stitcher import run_stitcher
@@ -381,7 +373,7 @@ def test_record_user_errors_are_one_line(make_config: Callable[..., Config], tmp
         ([], "already holds a recording"),
     ]
     for extra, expected in cases:
-        assert main(["-c", cfg, *extra, str(tmp_path / "old")]) == 1
+        assert cli_main(["record", "-c", cfg, *extra, str(tmp_path / "old")]) == 1
         err = capsys.readouterr().err
         assert expected in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
 

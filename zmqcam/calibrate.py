@@ -205,7 +205,7 @@ def render(config: Config, frames: Mapping[str, np.ndarray | None]) -> tuple[np.
 
 def frames_from_recording(config: Config, path: str, at: float) -> dict[str, np.ndarray | None]:
     """Each camera's frame ``at`` seconds into the recording (the one captured nearest that moment)."""
-    from zmqcam.record import Recording
+    from zmqcam.recording.format import Recording
 
     recording = Recording(path)
     span = recording.span()
@@ -298,8 +298,8 @@ def _config(args: argparse.Namespace) -> Config:
 
     if args.config is None and args.recording is not None:
         from zmqcam.config import from_dict
-        from zmqcam.errors import ConfigError
-        from zmqcam.record import Recording, RecordingError
+        from zmqcam.errors import ConfigError, RecordingError
+        from zmqcam.recording.format import Recording
 
         try:
             data = Recording(args.recording).config_data
@@ -314,8 +314,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from zmqcam.errors import UsageError
-    from zmqcam.record import RecordingError
+    from zmqcam.errors import RecordingError, UsageError
 
     if Path(args.out).suffix.lower() != ".png":
         raise UsageError(f"{args.out}: the output is a PNG; name it *.png")

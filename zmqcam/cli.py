@@ -264,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--client", metavar="NAME", help="add and authorize one client pair for a remote program")
     keygen.set_defaults(func=cmd_keygen)
 
-    from zmqcam import calibrate, import_config, record
+    from zmqcam import calibrate, import_config
+    from zmqcam.recording import recorder as record
 
     for module in (record, calibrate, import_config):
         module.add_command(sub)
