@@ -31,11 +31,11 @@ import simplejpeg
 import zmq
 from conftest import Children, needs, wait_for
 
+from zmqcam.bridge import read_announce, run_bridge
 from zmqcam.bus import protocol, sockets
 from zmqcam.config import Config, default_config_dict, from_dict, load_config
 from zmqcam.errors import ConfigError
 from zmqcam.grabber import run_grabber
-from zmqcam.http import read_announce, run_bridge
 from zmqcam.names import connect_endpoint
 from zmqcam.stitcher import run_stitcher
 

@@ -16,9 +16,9 @@ import pytest
 import requests
 from conftest import Children, needs, wait_for
 
+from zmqcam.bridge import read_announce, run_bridge
 from zmqcam.config import Config
 from zmqcam.grabber import run_grabber
-from zmqcam.http import read_announce, run_bridge
 from zmqcam.stitcher import run_stitcher
 
 CHROMIUM = os.environ.get("ZMQCAM_CHROMIUM", "/usr/bin/chromium")

@@ -140,8 +140,8 @@ def gather_status(config: Config) -> dict[str, Any]:
     http: dict[str, Any] | None = None
     if config.http.enabled and BRIDGE in parse_role(role):
         host = local_host(config.http.host)
-        from zmqcam.http import read_announce
-        from zmqcam.http.listener import local_client_ssl_context
+        from zmqcam.bridge import read_announce
+        from zmqcam.bridge.listener import local_client_ssl_context
 
         port = (read_announce(config.run_dir) or {}).get("port", config.http.port)
         tls = local_client_ssl_context(config.http)  # None: plain http

@@ -39,7 +39,7 @@ from zmqcam.bus.status import all_streams
 from zmqcam.config import Config, load_config
 from zmqcam.errors import ConfigError, StartError
 from zmqcam.files import write_atomic
-from zmqcam.grabber import default_source_kwargs, run_grabber
+from zmqcam.grabber import run_grabber
 from zmqcam.names import (
     ALL_PARTS,
     BRIDGE,
@@ -56,6 +56,7 @@ from zmqcam.names import (
     process_title,
 )
 from zmqcam.process import name_process, setup_logging
+from zmqcam.sources import rig_arguments
 
 log = logging.getLogger("zmqcam.daemon")
 
@@ -95,7 +96,7 @@ def parse_role(role: str) -> set[str]:
 
 def child_specs(config: Config, role: str = ALL_PARTS) -> list[ChildSpec]:
     """The processes a config needs, in start order (grabbers, stitcher, bridge)."""
-    from zmqcam.http import run_bridge
+    from zmqcam.bridge import run_bridge
     from zmqcam.stitcher import run_stitcher
 
     roles = parse_role(role)
@@ -103,7 +104,7 @@ def child_specs(config: Config, role: str = ALL_PARTS) -> list[ChildSpec]:
     specs = []
     if GRABBERS in roles:
         for cam in config.camera:
-            extra = default_source_kwargs(config, cam)
+            extra = rig_arguments(config, cam)
             fp = _fingerprint(cam.model_dump(), config.camera_endpoint(cam), config.daemon.log_level, extra, curve)
             specs.append(ChildSpec(grabber_name(cam.name), run_grabber, (config, cam.name), fp))
     if STITCHER in roles and config.stitch.enabled:

@@ -23,11 +23,11 @@ import zmq
 from conftest import Children, wait_for
 
 from zmqcam import Subscriber
+from zmqcam.bridge import read_announce, run_bridge
 from zmqcam.bus import protocol, sockets
 from zmqcam.bus.status import collect_status
 from zmqcam.config import Config
 from zmqcam.grabber import run_grabber
-from zmqcam.http import read_announce, run_bridge
 from zmqcam.stitcher import run_stitcher
 
 

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reliability.httpbridge import FedBridge, Viewer, fed_bridge, http_status_code, raw_exchange, status_http
-from zmqcam.http.listener import SPARE_CONNECTIONS
+from zmqcam.bridge.listener import SPARE_CONNECTIONS
 
 HEAD_TIMEOUT = 2.0
 MAX_CLIENTS = 20

@@ -10,7 +10,7 @@ Endpoints::
     GET /status                  JSON: cameras, stitcher, HTTP counters, the bridge's subscriptions
 
 Every frame arrives JPEG-encoded from upstream and is wrapped into a multipart part once
-(``zmqcam.http.hub``); per client the bridge only writes bytes. Each streaming client has its own
+(``zmqcam.bridge.hub``); per client the bridge only writes bytes. Each streaming client has its own
 writer (the aiohttp handler task): it writes the newest part, waits until the kernel took all of it,
 then takes whatever is newest by then, so a slow client skips frames instead of queueing them, and a
 client whose write stalls for ``write_timeout`` seconds is dropped. Per client the bridge therefore
@@ -19,7 +19,7 @@ holds at most one part in its buffer, whatever the clients do.
 Per frame and client the writer does as little as it can: it waits on the channel's event (woken by
 a new frame, the channel's keepalive or shutdown) and writes; the stall check is one timer per
 client that looks at the write in progress, not an ``asyncio.wait_for`` per write. How the bridge
-listens (TLS, the connection cap, the request-head deadline) is ``zmqcam.http.listener``.
+listens (TLS, the connection cap, the request-head deadline) is ``zmqcam.bridge.listener``.
 """
 
 from __future__ import annotations
@@ -43,18 +43,18 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
-from zmqcam.config import Config
-from zmqcam.files import write_atomic
-from zmqcam.http import auth, report
-from zmqcam.http.hub import BOUNDARY, KEEPALIVE, LIVE, OPENING, WAKING, Channel, Hub, Part, make_part
-from zmqcam.http.listener import (
+from zmqcam.bridge import auth, report
+from zmqcam.bridge.hub import BOUNDARY, KEEPALIVE, LIVE, OPENING, WAKING, Channel, Hub, Part, make_part
+from zmqcam.bridge.listener import (
     HEAD_TIMEOUT,
     KEEPALIVE_TIMEOUT,
     SPARE_CONNECTIONS,
     GuardedSite,
     server_ssl_context,
 )
-from zmqcam.http.page import render_page
+from zmqcam.bridge.page import render_page
+from zmqcam.config import Config
+from zmqcam.files import write_atomic
 from zmqcam.image.cards import waiting_card
 from zmqcam.names import ANNOUNCE_FILE, BRIDGE, PANO, process_title
 from zmqcam.process import Shutdown, setup_child

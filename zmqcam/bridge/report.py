@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from zmqcam.bridge.hub import Channel, Hub
 from zmqcam.bus.status import CAMERA_STATES, DOWN, LIVE, NO_SIGNAL, STATUS_DOWN_AFTER
-from zmqcam.http.hub import Channel, Hub
 from zmqcam.names import PANO
 
 
