@@ -32,9 +32,9 @@ import math
 import os
 import re
 import signal
-import sys
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +54,11 @@ from zmqcam.bridge.listener import (
 )
 from zmqcam.bridge.page import render_page
 from zmqcam.config import Config
+from zmqcam.errors import StartError
 from zmqcam.files import write_atomic
 from zmqcam.image.cards import waiting_card
-from zmqcam.names import ANNOUNCE_FILE, BRIDGE, PANO, process_title
-from zmqcam.process import Shutdown, setup_child
+from zmqcam.names import ANNOUNCE_FILE, BRIDGE, PANO
+from zmqcam.process import run_child
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ class Bridge:
         self,
         config: Config,
         *,
+        ctx: zmq.asyncio.Context | None = None,
         write_timeout: float = WRITE_TIMEOUT,
         keepalive: float = KEEPALIVE,
         head_timeout: float = HEAD_TIMEOUT,
@@ -138,7 +140,9 @@ class Bridge:
         self.write_timeout = write_timeout
         self.head_timeout = head_timeout
         self.camera_names = [cam.name for cam in config.camera]
-        self.ctx = zmq.asyncio.Context()
+        #: the process shell's context, or one of its own (terminated in ``close``)
+        self._own_ctx = ctx is None
+        self.ctx = zmq.asyncio.Context() if ctx is None else ctx
         self.hub = Hub(config, self.ctx, self._make_card)
         for channel in self.hub.channels.values():
             channel.keepalive = keepalive
@@ -455,7 +459,7 @@ class Bridge:
         return "https" if self.http.tls_cert is not None else "http"
 
     async def serve(self, stop: asyncio.Event) -> bool:
-        """Listen until ``stop`` is set; False when the address cannot be bound."""
+        """Listen until ``stop`` is set; StartError when the address cannot be bound."""
         self.hub.start()
         quiet = _QuietBadRequests()
         logging.getLogger("aiohttp.server").addFilter(quiet)
@@ -472,8 +476,8 @@ class Bridge:
             try:
                 tls = server_ssl_context(self.http)
             except OSError as exc:  # ssl.SSLError too; checked at config load, changed since?
-                log.error("cannot load http.tls_cert / http.tls_key: %s", getattr(exc, "strerror", None) or exc)
-                return False
+                why = getattr(exc, "strerror", None) or exc
+                raise StartError(f"cannot load http.tls_cert / http.tls_key: {why}") from None
             self.site = GuardedSite(
                 runner,
                 self.http.host,
@@ -486,8 +490,7 @@ class Bridge:
             try:
                 await self.site.start()
             except OSError as exc:
-                log.error("cannot listen on %s:%d: %s", self.http.host, self.http.port, exc.strerror or exc)
-                return False
+                raise StartError(f"cannot listen on {self.http.host}:{self.http.port}: {exc.strerror or exc}") from None
             self.port = runner.addresses[0][1]
             self._announce()
             if not auth.required(self.http) and self.http.host not in ("127.0.0.1", "::1", "localhost"):
@@ -521,7 +524,8 @@ class Bridge:
 
     def close(self) -> None:
         self.hub.close()
-        self.ctx.term()
+        if self._own_ctx:
+            self.ctx.term()
 
 
 def read_announce(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -533,24 +537,48 @@ def read_announce(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     return info if isinstance(info, dict) else None
 
 
-async def _main(config: Config, write_timeout: float, head_timeout: float) -> int:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    bridge = Bridge(config, write_timeout=write_timeout, head_timeout=head_timeout)
-    try:
-        return 0 if await bridge.serve(stop) else 1
-    finally:
-        bridge.close()
+class BridgeProcess:
+    """The bridge as the process shell runs it: an event loop serving a ``Bridge`` until SIGTERM/SIGINT."""
+
+    def __init__(self, config: Config, ctx: zmq.asyncio.Context, write_timeout: float, head_timeout: float) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.write_timeout = write_timeout
+        self.head_timeout = head_timeout
+
+    def run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        bridge = Bridge(self.config, ctx=self.ctx, write_timeout=self.write_timeout, head_timeout=self.head_timeout)
+        try:
+            await bridge.serve(stop)
+        finally:
+            bridge.close()
+
+    def close(self) -> None:
+        pass  # the Bridge closed its sockets when the event loop ended
+
+    def can_term(self) -> bool:
+        return True
 
 
-def run_bridge(config: Config, *, write_timeout: float = WRITE_TIMEOUT, head_timeout: float = HEAD_TIMEOUT) -> None:
+def run_bridge(
+    config: Config,
+    *,
+    write_timeout: float = WRITE_TIMEOUT,
+    head_timeout: float = HEAD_TIMEOUT,
+    link: Connection | None = None,
+) -> None:
     """Process entry point (``multiprocessing`` target): serve HTTP until SIGTERM/SIGINT."""
-    setup_child(process_title(BRIDGE), config.daemon.log_level)
-    try:
-        code = asyncio.run(_main(config, write_timeout, head_timeout))
-    except Shutdown:  # a signal that came before the event loop took over the signals
-        code = 0
-    if code:
-        sys.exit(code)
+    run_child(
+        BRIDGE,
+        config,
+        lambda ctx: BridgeProcess(config, ctx, write_timeout, head_timeout),
+        context=zmq.asyncio.Context,
+        link=link,
+    )

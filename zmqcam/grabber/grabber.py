@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -25,8 +26,8 @@ from zmqcam.bus import curve, protocol, sockets
 from zmqcam.bus.status import STATUS_INTERVAL, FpsMeter
 from zmqcam.config import CameraConfig, Config
 from zmqcam.grabber.capture import Capture
-from zmqcam.names import grabber_name, process_title
-from zmqcam.process import Shutdown, setup_child
+from zmqcam.names import grabber_name
+from zmqcam.process import run_child
 from zmqcam.sources import rig_arguments
 
 log = logging.getLogger(__name__)
@@ -145,27 +146,21 @@ class Grabber:
         self.inbox.close(linger=0)
         self.pub.close(linger=0)
 
+    def can_term(self) -> bool:
+        # a capture thread stuck in a camera read still holds its socket
+        return not self.capture.is_alive()
 
-def run_grabber(config: Config, camera_name: str, source_kwargs: dict[str, Any] | None = None) -> None:
+
+def run_grabber(
+    config: Config, camera_name: str, source_kwargs: dict[str, Any] | None = None, *, link: Connection | None = None
+) -> None:
     """Process entry point (``multiprocessing`` target): run until SIGTERM/SIGINT."""
     camera = config.camera_named(camera_name)
-    setup_child(process_title(grabber_name(camera_name)), config.daemon.log_level)
-    if source_kwargs is None:
-        source_kwargs = rig_arguments(config, camera)
-    ctx = zmq.Context()
-    grabber = None
-    auth = None
-    try:
-        # before the publisher binds: with CURVE, only authorized keys may subscribe over tcp
-        auth = curve.start_authenticator(ctx, curve.server_keys(config))
-        grabber = Grabber(config, camera, ctx, source_kwargs)
-        grabber.run()
-    except Shutdown:
-        pass
-    finally:
-        if grabber is not None:
-            grabber.close()
-        curve.stop_authenticator(auth)
-        # a capture thread stuck in a camera read still holds its socket: exit without term()
-        if grabber is None or not grabber.capture.is_alive():
-            ctx.term()
+    kwargs = rig_arguments(config, camera) if source_kwargs is None else source_kwargs
+    run_child(
+        grabber_name(camera_name),
+        config,
+        lambda ctx: Grabber(config, camera, ctx, kwargs),
+        publishes=True,
+        link=link,
+    )

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import Any
 
 import simplejpeg
@@ -27,8 +28,8 @@ from zmqcam.bus.status import LIVE, NO_SIGNAL, STATUS_INTERVAL, FpsMeter
 from zmqcam.config import Config
 from zmqcam.errors import ProtocolError
 from zmqcam.image.remap import PanoramaComposer
-from zmqcam.names import PANO, STITCHER, process_title
-from zmqcam.process import Shutdown, setup_child
+from zmqcam.names import PANO, STITCHER
+from zmqcam.process import run_child
 
 log = logging.getLogger(__name__)
 
@@ -262,18 +263,10 @@ class Stitcher:
             self.sub.close(linger=0)
             self.pub.close(linger=0)
 
+    def can_term(self) -> bool:
+        return True
 
-def run_stitcher(config: Config) -> None:
+
+def run_stitcher(config: Config, *, link: Connection | None = None) -> None:
     """Process entry point (``multiprocessing`` target): run until SIGTERM/SIGINT."""
-    setup_child(process_title(STITCHER), config.daemon.log_level)
-    ctx = zmq.Context()
-    auth = None
-    try:
-        # before the publisher binds: with CURVE, only authorized keys may subscribe over tcp
-        auth = curve.start_authenticator(ctx, curve.server_keys(config))
-        Stitcher(config, ctx).run()
-    except Shutdown:
-        pass
-    finally:
-        curve.stop_authenticator(auth)
-        ctx.term()
+    run_child(STITCHER, config, lambda ctx: Stitcher(config, ctx), publishes=True, link=link)
