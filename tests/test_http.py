@@ -758,7 +758,7 @@ def test_https_stream_and_status_for_a_verifying_client(
 
     assert gather_status(config)["http"]["requests"] >= 2
     assert "Traceback" not in capfd.readouterr().err
-    from zmqcam.daemon import where_to_look
+    from zmqcam.supervisor.supervisor import where_to_look
 
     assert where_to_look(config)[0].startswith(f"zmqcam: panorama at https://127.0.0.1:{config.http.port}/stream")
 

@@ -53,7 +53,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    from zmqcam.daemon import serve
+    from zmqcam.supervisor.supervisor import serve
 
     config, path = load_args_config(args)
     if args.detach:
@@ -66,7 +66,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 def _detach(args: argparse.Namespace, config: Config) -> int:
     """Start the daemon in a new session, logging to run_dir/zmqcam.log; return once it is up."""
-    from zmqcam.daemon import daemon_running, prepare_run_dir
+    from zmqcam.supervisor.run_dir import daemon_running, prepare_run_dir
 
     try:
         prepare_run_dir(config.run_dir)
@@ -95,7 +95,7 @@ def _detach(args: argparse.Namespace, config: Config) -> int:
 
 
 def _running_pid(config: Config) -> int:
-    from zmqcam.daemon import daemon_running
+    from zmqcam.supervisor.run_dir import daemon_running
 
     pid = daemon_running(config.run_dir)
     if pid is None:
@@ -108,7 +108,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     pid = _running_pid(config)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + args.timeout
-    from zmqcam.daemon import daemon_running
+    from zmqcam.supervisor.run_dir import daemon_running
 
     while time.monotonic() < deadline:
         if daemon_running(config.run_dir) is None:
@@ -129,7 +129,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
 def gather_status(config: Config) -> dict[str, Any]:
     """The daemon's process table, and the status of every stream its role publishes or reads."""
     from zmqcam.bus.status import collect_status
-    from zmqcam.daemon import parse_role, reachable_streams
+    from zmqcam.supervisor.roles import parse_role, reachable_streams
 
     state: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):

@@ -23,8 +23,10 @@ from daemon_helpers import cli, free_port
 from zmqcam.bus import curve, protocol, sockets
 from zmqcam.config import ConfigError, default_config_dict, from_dict, load_config
 from zmqcam.config.keyfiles import key_dir_problems
-from zmqcam.daemon import StartError, check_ports, check_upstreams, remove_sockets
+from zmqcam.errors import StartError
 from zmqcam.import_config import render_toml
+from zmqcam.supervisor.roles import check_upstreams
+from zmqcam.supervisor.run_dir import check_ports, remove_sockets
 
 _JPEG = simplejpeg.encode_jpeg(np.zeros((8, 8, 3), dtype=np.uint8), colorspace="BGR")
 

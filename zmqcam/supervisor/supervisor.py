@@ -1,79 +1,63 @@
 """The supervisor behind ``zmqcam-daemon start``: spawns, watches, restarts and stops every process.
 
-Children (spawn start method, one process each): a grabber per camera, the stitcher, the HTTP bridge.
-A child that crashes is restarted with backoff, at most ``RESTART_BUDGET`` times per
-``RESTART_WINDOW`` seconds; past that it is reported as failed and the rest keep serving (frigate's
-watchdog pattern). A child that exits cleanly is left alone. SIGTERM/SIGINT stop everything in
-reverse start order; SIGHUP reloads the config, restarting only the children whose part changed.
-
-Roles (``--role``): a daemon runs all three parts, or some of them, so that one config serves a
-rig split over hosts: ``--role grabbers`` near the cameras binds their endpoints, ``--role
-stitcher,bridge`` elsewhere connects to them (``Config.consumer_endpoint``). Everything that
-touches endpoints here (port checks, socket clean-up, the announcement) follows the role.
-
-The run directory holds the ipc sockets, ``zmqcam.pid``, a ``zmqcam.lock`` held for the daemon's
-life (so a second daemon on the same run_dir is refused, and a SIGKILLed one leaves nothing that
-blocks the next start) and ``daemon.json``, the process table that ``zmqcam-daemon status`` reads.
+Children (spawn start method, one process each, each in the shell of ``zmqcam.process``): a grabber
+per camera, the stitcher, the HTTP bridge, as the role says (``zmqcam.supervisor.roles``). A child
+that crashes is restarted with backoff, at most ``RESTART_BUDGET`` times per ``RESTART_WINDOW``
+seconds; past that it is reported as failed and the rest keep serving (frigate's watchdog pattern).
+A child that exits cleanly is left alone. SIGTERM/SIGINT stop everything in reverse start order;
+SIGHUP reloads the config, restarting only the children whose part changed. The process table
+goes to ``daemon.json`` in the run directory (``zmqcam.supervisor.run_dir``).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import fcntl
 import json
 import logging
 import multiprocessing
 import os
 import signal
 import socket
-import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait as wait_for_any
-from pathlib import Path
 from typing import Any
 
-from zmqcam.bus.status import all_streams
 from zmqcam.config import Config, load_config
-from zmqcam.errors import ConfigError, StartError
+from zmqcam.errors import ConfigError
 from zmqcam.files import write_atomic
-from zmqcam.grabber import run_grabber
 from zmqcam.names import (
     ALL_PARTS,
     BRIDGE,
     DAEMON,
     GRABBERS,
-    LOCK_FILE,
     PANO,
-    PARTS,
     PID_FILE,
     STATE_FILE,
     STITCHER,
-    grabber_name,
     local_host,
     process_title,
 )
 from zmqcam.process import name_process, setup_logging
-from zmqcam.sources import rig_arguments
+from zmqcam.supervisor.roles import (
+    ChildSpec,
+    bound_endpoints,
+    check_upstreams,
+    child_specs,
+    parse_role,
+    upstream_streams,
+)
+from zmqcam.supervisor.run_dir import check_ports, prepare_run_dir, remove_sockets, run_dir_lock
 
-log = logging.getLogger("zmqcam.daemon")
+log = logging.getLogger(__name__)
 
 RESTART_BUDGET = 5
 RESTART_WINDOW = 60.0
 RESTART_DELAY_START = 0.25
 RESTART_DELAY_CAP = 10.0
 STOP_TIMEOUT = 3.0
-
-
-@dataclass
-class ChildSpec:
-    name: str  # "grabber:cam0", "stitcher", "bridge"
-    target: Callable[..., None]
-    args: tuple[Any, ...]
-    #: what the child depends on; a reload restarts the child only when this changes
-    fingerprint: str
 
 
 @dataclass
@@ -87,187 +71,6 @@ class Child:
     delay: float = RESTART_DELAY_START
     last_exit: int | None = None
     started_at: float = 0.0
-
-
-def parse_role(role: str) -> set[str]:
-    """``--role``: "all", or a comma list of grabbers, stitcher, bridge (checked by the CLI)."""
-    return set(PARTS) if role == ALL_PARTS else {part.strip() for part in role.split(",")}
-
-
-def child_specs(config: Config, role: str = ALL_PARTS) -> list[ChildSpec]:
-    """The processes a config needs, in start order (grabbers, stitcher, bridge)."""
-    from zmqcam.bridge import run_bridge
-    from zmqcam.stitcher import run_stitcher
-
-    roles = parse_role(role)
-    curve = config.curve.key_dir
-    specs = []
-    if GRABBERS in roles:
-        for cam in config.camera:
-            extra = rig_arguments(config, cam)
-            fp = _fingerprint(cam.model_dump(), config.camera_endpoint(cam), config.daemon.log_level, extra, curve)
-            specs.append(ChildSpec(grabber_name(cam.name), run_grabber, (config, cam.name), fp))
-    if STITCHER in roles and config.stitch.enabled:
-        geometry = [(c.model_dump(), config.consumer_endpoint(c.name)) for c in config.stitched_cameras]
-        fp = _fingerprint(config.stitch.model_dump(), geometry, config.run_dir, config.daemon.log_level, curve)
-        specs.append(ChildSpec(STITCHER, run_stitcher, (config,), fp))
-    if BRIDGE in roles and config.http.enabled:
-        streams = [(c.name, c.source_kind, config.consumer_endpoint(c.name)) for c in config.camera]
-        pano = config.consumer_endpoint(PANO) if config.stitch.enabled else None
-        fp = _fingerprint(config.http.model_dump(), streams, pano, config.pano_size, config.daemon.log_level, curve)
-        specs.append(ChildSpec(BRIDGE, run_bridge, (config,), fp))
-    return specs
-
-
-def bound_endpoints(config: Config, role: str = ALL_PARTS) -> list[tuple[str, str]]:
-    """(what, endpoint) for every endpoint the processes of ``role`` bind."""
-    roles = parse_role(role)
-    bound = []
-    if GRABBERS in roles:
-        bound += [(f"camera {c.name}", config.camera_endpoint(c)) for c in config.camera]
-    if STITCHER in roles and config.stitch.enabled:
-        bound += [("stitch", e) for e in config.pano_endpoints]
-    return bound
-
-
-def published_streams(config: Config, role: str = ALL_PARTS) -> list[str]:
-    """The streams the processes of ``role`` publish: their cameras, and the panorama."""
-    roles = parse_role(role)
-    own = [c.name for c in config.camera] if GRABBERS in roles else []
-    if STITCHER in roles and config.stitch.enabled:
-        own.append(PANO)
-    return own
-
-
-def upstream_streams(config: Config, role: str = ALL_PARTS) -> list[str]:
-    """The streams the processes of ``role`` read from another daemon (a part this one does not run)."""
-    roles = parse_role(role)
-    wanted: list[str] = []
-    if STITCHER in roles and config.stitch.enabled:
-        wanted += [c.name for c in config.stitched_cameras]
-    if BRIDGE in roles and config.http.enabled:
-        wanted += all_streams(config)
-    own = set(published_streams(config, role))
-    return [s for s in dict.fromkeys(wanted) if s not in own]
-
-
-def reachable_streams(config: Config, role: str = ALL_PARTS) -> list[str]:
-    """What ``zmqcam-daemon status`` asks a daemon of ``role`` about: the streams it publishes and
-    the ones it reads from other daemons."""
-    return list(dict.fromkeys(published_streams(config, role) + upstream_streams(config, role)))
-
-
-def check_upstreams(config: Config, role: str = ALL_PARTS) -> None:
-    """A part split off to another daemon must be reachable: an ipc endpoint inside this daemon's
-    own run_dir can be bound by nobody else (the run_dir is locked to one daemon)."""
-    if not child_specs(config, role):
-        raise StartError(f"--role {role}: nothing to run with this config (stitch or http disabled)")
-    run_dir = str(config.run_dir).rstrip("/") + "/"
-    for stream in upstream_streams(config, role):
-        endpoint = config.consumer_endpoint(stream)
-        if endpoint.startswith("ipc://") and endpoint[len("ipc://") :].startswith(run_dir):
-            key = "stitch" if stream == PANO else f"camera[{config.camera.index(config.camera_named(stream))}]"
-            raise StartError(
-                f"--role {role}: {stream} is published at {endpoint}, inside this daemon's own run_dir, where no "
-                f"other daemon can bind it; give {key} a tcp:// endpoint (and a connect address) to split the rig"
-            )
-
-
-def _fingerprint(*parts: Any) -> str:
-    return json.dumps(parts, sort_keys=True, default=str)
-
-
-# ---------------------------------------------------------------------------------------------
-# the run directory
-
-
-def prepare_run_dir(path: Path) -> None:
-    """Create the run dir 0700, or check an existing one is ours and private."""
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StartError(f"run_dir {path}: cannot create: {exc.strerror}") from None
-    info = path.stat()
-    if info.st_uid != os.getuid():
-        raise StartError(
-            f"run_dir {path}: owned by uid {info.st_uid}, not by you (uid {os.getuid()}); refusing to use it"
-        )
-    if stat.S_IMODE(info.st_mode) & 0o077:
-        os.chmod(path, 0o700)  # ours but too open: anyone could connect to the ipc sockets
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise StartError(f"run_dir {path}: not writable")
-
-
-@contextlib.contextmanager
-def run_dir_lock(path: Path) -> Iterator[None]:
-    """Hold the run dir's lock; a second daemon on the same run_dir gets a one-line StartError."""
-    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = read_pid(path)
-            raise StartError(f"another zmqcam daemon (pid {pid or '?'}) is already running on run_dir {path}") from None
-        yield
-    finally:
-        os.close(fd)
-
-
-def read_pid(run_dir: Path) -> int | None:
-    try:
-        return int((run_dir / PID_FILE).read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def daemon_running(run_dir: Path) -> int | None:
-    """The pid of the daemon holding ``run_dir``, or None (a stale pid file does not count)."""
-    lock = run_dir / LOCK_FILE
-    if not lock.exists():
-        return None
-    fd = os.open(lock, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return read_pid(run_dir) or -1
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
-
-
-def check_ports(config: Config, role: str = ALL_PARTS) -> None:
-    """Fail early, with one line, when a TCP port the daemon needs is taken."""
-    wanted: list[tuple[str, str, int]] = []
-    if BRIDGE in parse_role(role) and config.http.enabled:
-        wanted.append(("http", config.http.host, config.http.port))
-    for what, endpoint in bound_endpoints(config, role):
-        if endpoint.startswith("tcp://"):
-            host, _, port_text = endpoint[6:].rpartition(":")
-            wanted.append((what, "0.0.0.0" if host == "*" else host, int(port_text)))
-    for what, host, port in wanted:
-        if port == 0:
-            continue
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host, port))
-            except OSError as exc:
-                raise StartError(f"{what}: cannot listen on {host}:{port}: {exc.strerror}") from None
-
-
-def remove_sockets(config: Config, role: str = ALL_PARTS) -> None:
-    """Unlink the ipc socket files of the parts this daemon runs (only those: another daemon may
-    be serving the others from the same directory)."""
-    for _, endpoint in bound_endpoints(config, role):
-        if endpoint.startswith("ipc://"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(endpoint[len("ipc://") :])
-
-
-# ---------------------------------------------------------------------------------------------
-# the supervisor
 
 
 class Supervisor:
