@@ -26,11 +26,11 @@ from zmqcam.names import ALL_PARTS, BRIDGE, LOG_FILE, PANO, PARTS, STATE_FILE, l
 EXIT_NOT_RUNNING = 3  # LSB: "program is not running"
 
 
-def load_args_config(args: argparse.Namespace) -> tuple[Config, str | None]:
+def load_args_config(args: argparse.Namespace, check_keys: bool = True) -> tuple[Config, str | None]:
     """The config named by -c, else ./config/zmqcam.toml, else the built-in default."""
     path = config_file(getattr(args, "config", None))
     try:
-        config = resolve_config(path, transport=getattr(args, "transport", None))
+        config = resolve_config(path, transport=getattr(args, "transport", None), check_keys=check_keys)
     except ConfigError as exc:
         raise UsageError("\n".join(exc.lines)) from None
     if getattr(args, "verbose", False):
@@ -104,7 +104,7 @@ def _running_pid(config: Config) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    config, _ = load_args_config(args)
+    config, _ = load_args_config(args, check_keys=False)  # the daemon checked them when it started
     pid = _running_pid(config)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + args.timeout
@@ -119,7 +119,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    config, _ = load_args_config(args)
+    config, _ = load_args_config(args, check_keys=False)  # the daemon checked them when it started
     pid = _running_pid(config)
     os.kill(pid, signal.SIGHUP)
     print(f"zmqcam: asked pid {pid} to reload its config (see its log for the outcome)")
@@ -160,7 +160,7 @@ def gather_status(config: Config) -> dict[str, Any]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    config, _ = load_args_config(args)
+    config, _ = load_args_config(args, check_keys=False)  # the daemon checked them when it started
     pid = _running_pid(config)
     status = gather_status(config)
     if args.json:
@@ -170,7 +170,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"zmqcam: running (pid {pid}){role}, config {status['daemon'].get('config', '?')}")
     print(f"{'process':<18} {'state':<9} {'pid':>7} {'restarts':>8}")
     for name, child in status["daemon"].get("children", {}).items():
-        print(f"{name:<18} {child['state']:<9} {child['pid'] or '-':>7} {child['restarts']:>8}")
+        error = f"  {child['error']}" if child.get("error") else ""
+        print(f"{name:<18} {child['state']:<9} {child['pid'] or '-':>7} {child['restarts']:>8}{error}")
     print(f"{'stream':<10} {'state':<11} {'fps':>6} {'subscribers':>11}  {'reconnects':>10}")
     for cam in config.camera:
         s = status["streams"].get(cam.name)

@@ -24,12 +24,13 @@ loop through the same ``Link`` and read by the supervisor beside the start-up er
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Any, Protocol
@@ -65,9 +66,14 @@ class Worker(Protocol):
         """Whether every socket of the context is closed, so that terminating it cannot block."""
 
 
+#: a message on a Link is a small JSON object; anything longer is not one of ours
+MAX_LINK_MESSAGE = 4096
+
+
 class Link:
     """The child's end of its line to the supervisor (None when it runs without one, as in tests).
-    Messages are small dicts; the supervisor reads them in ``Supervisor._read_link``."""
+    Messages are small JSON objects, sent as bytes (never pickled); the supervisor reads them with
+    ``read_link``."""
 
     def __init__(self, conn: Connection | None) -> None:
         self._conn = conn
@@ -76,19 +82,31 @@ class Link:
         if self._conn is None:
             return False
         try:
-            self._conn.send(message)
+            self._conn.send_bytes(json.dumps(message).encode()[:MAX_LINK_MESSAGE])
         except OSError:  # the supervisor is gone; pdeathsig stops this process anyway
             return False
         return True
 
     def start_failed(self, reason: str) -> bool:
         """Tell the supervisor why this child cannot start; False when nobody listens."""
-        return self._send({"error": reason})
+        return self._send({"error": reason[: MAX_LINK_MESSAGE // 2]})
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def read_link(conn: Connection) -> Iterator[dict[str, Any]]:
+    """The messages waiting on the supervisor's end of a Link, without blocking. EOFError once the
+    child closed its end (it exited); a message that is not a JSON object is skipped."""
+    while conn.poll():
+        try:
+            message = json.loads(conn.recv_bytes(MAX_LINK_MESSAGE))
+        except (ValueError, OSError):  # OSError: longer than any message of ours
+            continue
+        if isinstance(message, dict):
+            yield message
 
 
 #: what a user can cause while a child starts (see the module docstring); anything else is a bug

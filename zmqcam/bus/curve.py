@@ -36,7 +36,7 @@ from zmqcam.config.keyfiles import (
     authorized_keys,
     read_key,
 )
-from zmqcam.errors import ConfigError
+from zmqcam.errors import ConfigError, StartError
 from zmqcam.files import write_atomic
 from zmqcam.names import STREAM_NAME_PATTERN
 
@@ -66,11 +66,16 @@ class ClientKeys:
 
 
 def server_keys(config: Config) -> ServerKeys | None:
-    """The publishers' keys of a CURVE-enabled config (checked when it was loaded), else None."""
+    """The publishers' keys of a CURVE-enabled config, else None. The files were checked when the
+    config was loaded; StartError when the secret key has become unusable since."""
     if config.curve.key_dir is None:
         return None
     key_dir = Path(config.curve.key_dir)
-    public, secret = read_key(key_dir / (SERVER + SECRET_SUFFIX), want_secret=True)
+    path = key_dir / (SERVER + SECRET_SUFFIX)
+    try:
+        public, secret = read_key(path, want_secret=True)
+    except ValueError as exc:  # checked when the config loaded; changed since
+        raise StartError(f"{path}: {exc}") from None
     assert secret is not None
     return ServerKeys(public, secret, key_dir / AUTHORIZED)
 

@@ -51,10 +51,14 @@ def config_file(path: str | os.PathLike[str] | None = None) -> Path | None:
     return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
 
 
-def resolve_config(config: Config | str | os.PathLike[str] | None = None, *, transport: str | None = None) -> Config:
+def resolve_config(
+    config: Config | str | os.PathLike[str] | None = None, *, transport: str | None = None, check_keys: bool = True
+) -> Config:
     """The config a program uses: ``config`` itself, the file it names, else ``./config/zmqcam.toml``
     when present, else the built-in default. ConfigError for a file that does not load."""
     if isinstance(config, Config):
         return config
     path = config_file(config)
-    return load_config(path, transport=transport) if path is not None else default_config()
+    if path is None:
+        return default_config()
+    return load_config(path, transport=transport, check_keys=check_keys)

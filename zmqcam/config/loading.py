@@ -34,17 +34,26 @@ else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
 
-def load_config(path: str | os.PathLike[str], *, transport: str | None = None) -> Config:
+def load_config(path: str | os.PathLike[str], *, transport: str | None = None, check_keys: bool = True) -> Config:
     """Load a TOML or original-format JSON config. ``transport`` ("jpg" or "rtsp") picks the URL
     of original-format cameras that list both; it overrides the file's top-level ``transport``.
-    A relative ``curve.key_dir`` is relative to the file's directory."""
+    A relative ``curve.key_dir`` is relative to the file's directory. ``check_keys=False`` leaves the key
+    files unchecked, for the commands that only talk to a running daemon (a key that went bad since
+    it started must not keep anyone from stopping it or reading its status)."""
     p = Path(path)
     label = str(path)
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{label}: cannot read: {getattr(exc, 'strerror', None) or exc}"]) from None
-    return parse_config(text, label=label, is_json=p.suffix.lower() == ".json", transport=transport, base_dir=p.parent)
+    return parse_config(
+        text,
+        label=label,
+        is_json=p.suffix.lower() == ".json",
+        transport=transport,
+        base_dir=p.parent,
+        check_keys=check_keys,
+    )
 
 
 def parse_config(
@@ -54,6 +63,7 @@ def parse_config(
     is_json: bool = False,
     transport: str | None = None,
     base_dir: Path | None = None,
+    check_keys: bool = True,
 ) -> Config:
     if is_json:
         try:
@@ -69,11 +79,16 @@ def parse_config(
         raise ConfigError([f"{label}: invalid TOML: {exc}"]) from None
     except RecursionError:
         raise ConfigError([f"{label}: invalid TOML: nested too deeply"]) from None
-    return from_dict(data, label=label, base_dir=base_dir)
+    return from_dict(data, label=label, base_dir=base_dir, check_keys=check_keys)
 
 
 def from_dict(
-    data: Any, *, label: str = "<config>", rename: dict[str, str] | None = None, base_dir: Path | None = None
+    data: Any,
+    *,
+    label: str = "<config>",
+    rename: dict[str, str] | None = None,
+    base_dir: Path | None = None,
+    check_keys: bool = True,
 ) -> Config:
     """Validate a TOML-shaped dict. ``rename`` maps key names back to the user's file format;
     ``base_dir`` is what a relative ``curve.key_dir`` is relative to (default: the working directory)."""
@@ -87,7 +102,7 @@ def from_dict(
     if problems:
         raise ConfigError(problems)
     if config.curve.key_dir is not None:
-        config = _with_checked_keys(config, label, base_dir)
+        config = _with_checked_keys(config, label, base_dir, check_keys)
     if config.http.tls_cert is not None and config.http.tls_key is not None:
         config = _with_checked_tls(config, label, base_dir)
     return config
@@ -100,9 +115,10 @@ def _absolute(path: str, base_dir: Path | None) -> str:
     return os.path.abspath(Path(base_dir or ".") / os.path.expanduser(path))
 
 
-def _with_checked_keys(config: Config, label: str, base_dir: Path | None) -> Config:
+def _with_checked_keys(config: Config, label: str, base_dir: Path | None, check: bool) -> Config:
     """``config`` with ``curve.key_dir`` made absolute (children may run elsewhere), after checking
-    that every key file is there and valid: a missing key is a config error, not a crash at start."""
+    (unless not ``check``) that every key file is there and valid: a missing key is a config error,
+    not a crash at start."""
     value = config.curve.key_dir
     assert value is not None
     try:
@@ -111,7 +127,7 @@ def _with_checked_keys(config: Config, label: str, base_dir: Path | None) -> Con
         raise ConfigError([problem_line(label, "curve.key_dir", value, str(exc), None)]) from None
     problems = [
         problem_line(label, "curve.key_dir", value, f"{str(path)!r}: {reason}", None)
-        for path, reason in key_dir_problems(key_dir)
+        for path, reason in (key_dir_problems(key_dir) if check else [])
     ]
     if problems:
         raise ConfigError(problems)

@@ -22,6 +22,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_any
 from typing import Any
 
@@ -40,7 +41,7 @@ from zmqcam.names import (
     local_host,
     process_title,
 )
-from zmqcam.process import name_process, setup_logging
+from zmqcam.process import EXIT_START_FAILED, name_process, read_link, setup_logging
 from zmqcam.supervisor.roles import (
     ChildSpec,
     bound_endpoints,
@@ -71,6 +72,10 @@ class Child:
     delay: float = RESTART_DELAY_START
     last_exit: int | None = None
     started_at: float = 0.0
+    #: the supervisor's end of the child's Link (zmqcam.process)
+    link: Connection | None = None
+    #: why the child could not start, as it reported (shown by ``zmqcam-daemon status``)
+    error: str | None = None
 
 
 class Supervisor:
@@ -105,8 +110,15 @@ class Supervisor:
 
     def _spawn(self, child: Child) -> None:
         spec = child.spec
-        proc = self._mp.Process(target=spec.target, args=spec.args, name=process_title(spec.name), daemon=False)
+        self._close_link(child)
+        reader, writer = self._mp.Pipe(duplex=False)
+        proc = self._mp.Process(
+            target=spec.target, args=spec.args, kwargs={"link": writer}, name=process_title(spec.name), daemon=False
+        )
         proc.start()
+        writer.close()  # the child has its own copy; ours would keep the pipe open after it exits
+        child.link = reader
+        child.error = None
         child.process = proc
         child.state = "running"
         child.started_at = time.monotonic()
@@ -129,17 +141,24 @@ class Supervisor:
             code = proc.exitcode
             child.last_exit = code
             child.process = None
+            self._read_link(child)
+            self._close_link(child)
             if code == 0:
                 child.state = "stopped"
                 log.info("%s exited cleanly; not restarting it", child.spec.name)
                 continue
-            why = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+            if code == EXIT_START_FAILED and child.error is not None:
+                why = f"could not start ({child.error})"
+            elif code is not None and code < 0:
+                why = f"crashed (killed by {signal.Signals(-code).name})"
+            else:
+                why = f"crashed (exit code {code})"
             child.crashes.append(now)
             recent = [t for t in child.crashes if now - t <= RESTART_WINDOW]
             if len(recent) > RESTART_BUDGET:
                 child.state = "failed"
                 log.error(
-                    "%s crashed (%s) %d times within %.0f s: giving up on it; the rest keep serving",
+                    "%s %s %d times within %.0f s: giving up on it; the rest keep serving",
                     child.spec.name,
                     why,
                     len(recent),
@@ -151,7 +170,7 @@ class Supervisor:
                 child.delay = RESTART_DELAY_START
             child.state = "backoff"
             child.next_start = now + child.delay
-            log.warning("%s crashed (%s); restarting in %.1f s", child.spec.name, why, child.delay)
+            log.warning("%s %s; restarting in %.1f s", child.spec.name, why, child.delay)
             child.delay = min(RESTART_DELAY_CAP, child.delay * 2)
         self.write_state()
 
@@ -172,6 +191,24 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGTERM)
 
+    def _read_link(self, child: Child) -> None:
+        """Take what the child reported over its Link: its start-up error (and, with issue 18, its
+        heartbeat). At its end (the child exited) the link is closed."""
+        if child.link is None:
+            return
+        try:
+            for message in read_link(child.link):
+                if isinstance(message.get("error"), str):
+                    child.error = message["error"]
+        except (EOFError, OSError):
+            self._close_link(child)
+
+    @staticmethod
+    def _close_link(child: Child) -> None:
+        if child.link is not None:
+            child.link.close()
+            child.link = None
+
     def _join_children(self, children: list[Child]) -> None:
         deadline = time.monotonic() + STOP_TIMEOUT
         for child in children:
@@ -186,6 +223,7 @@ class Supervisor:
                 proc.join(2.0)
             child.process = None
             child.state = "stopped"
+            self._close_link(child)
 
     def stop_all(self) -> None:
         """Stop in reverse start order: consumers first, so nothing reconnects to a dying producer."""
@@ -247,6 +285,7 @@ class Supervisor:
                 "pid": c.process.pid if c.process is not None else None,
                 "restarts": c.restarts,
                 "last_exit": c.last_exit,
+                "error": c.error,
             }
             for name, c in self.children.items()
         }
@@ -266,12 +305,15 @@ class Supervisor:
         try:
             while not self._stop:
                 sentinels: list[Any] = [c.process.sentinel for c in self.children.values() if c.process is not None]
-                wait_for_any([*sentinels, self._wake_r], timeout=self._next_deadline(time.monotonic()))
+                links: list[Any] = [c.link for c in self.children.values() if c.link is not None]
+                wait_for_any([*sentinels, *links, self._wake_r], timeout=self._next_deadline(time.monotonic()))
                 with contextlib.suppress(BlockingIOError):
                     self._wake_r.recv(4096)
                 now = time.monotonic()
                 if self._stop:
                     break
+                for child in self.children.values():
+                    self._read_link(child)
                 self._reap(now)
                 self._restart_due(now)
                 if self._reload:
