@@ -12,11 +12,12 @@ import simplejpeg
 from conftest import Children, wait_for
 
 from zmqcam.bus.status import collect_status
-from zmqcam.calibrate import CROP_COLOR, DIM, GAP, LABEL_HEIGHT, QUAD_COLOR, main
+from zmqcam.calibration.preview import CROP_COLOR, DIM, GAP, LABEL_HEIGHT, QUAD_COLOR
+from zmqcam.cli.main import main as cli_main
 from zmqcam.config import Config
+from zmqcam.config.toml import render_toml
 from zmqcam.grabber import run_grabber
 from zmqcam.image.remap import PanoramaComposer
-from zmqcam.import_config import render_toml
 from zmqcam.recording.format import RecordingWriter
 from zmqcam.sources.synthetic import SyntheticSource, scene_offsets
 
@@ -79,7 +80,7 @@ def test_png_from_a_recording_shows_quads_crops_and_the_exact_panorama(
     config = make_config(cameras=2)
     frames = record(tmp_path / "rec", config, synthetic_frames(config))
     out = tmp_path / "cal.png"
-    assert main(["--from", str(tmp_path / "rec"), str(out)]) == 0
+    assert cli_main(["calibrate", "--from", str(tmp_path / "rec"), str(out)]) == 0
     assert f"wrote {out} (1288x782)" in capsys.readouterr().out
     image = cv2.imread(str(out))
     assert image.shape == (782, 1288, 3)
@@ -117,7 +118,7 @@ def test_candidate_quad_and_crop_preview_without_editing_the_config(
     quad = [(10, 50), (10, 300), (600, 330), (600, 60)]
     src = ",".join(f"{x},{y}" for x, y in quad)
     args = ["-c", str(cfg), "--from", str(tmp_path / "rec"), "--camera", "cam0", "--src", src, "--crop", "20,600"]
-    assert main([*args, str(out)]) == 0
+    assert cli_main(["calibrate", *args, str(out)]) == 0
     printed = capsys.readouterr().out
     assert "perspective = { src = [[10, 50], [10, 300], [600, 330], [600, 60]], width = 680, height = 250 }" in printed
     assert "crop = { front = 20, back = 600 }" in printed
@@ -143,7 +144,7 @@ def test_missing_and_resized_frames(make_config: Callable[..., Config], tmp_path
     small = synthetic_frames(config, size=(320, 240))
     record(tmp_path / "rec", config.model_copy(update={"camera": config.camera[:1]}), {"cam0": small["cam0"]})
     out = tmp_path / "cal.png"
-    assert main(["-c", _write(config, tmp_path), "--from", str(tmp_path / "rec"), str(out)]) == 0
+    assert cli_main(["calibrate", "-c", _write(config, tmp_path), "--from", str(tmp_path / "rec"), str(out)]) == 0
     assert "no frame from cam1" in capsys.readouterr().out
     image = cv2.imread(str(out))
     assert image.shape == (782, max(320 + GAP + 640, 1157), 3)
@@ -166,14 +167,14 @@ def test_live_frames_from_running_grabbers(
     """--live takes a fresh frame from the grabber; with nothing running it says so."""
     config = make_config(cameras=1, camera={"fps": 10.0, "idle_timeout": 1.0})
     cfg = _write(config, tmp_path)
-    assert main(["-c", cfg, "--live", "--timeout", "0.3", str(tmp_path / "none.png")]) == 1
+    assert cli_main(["calibrate", "-c", cfg, "--live", "--timeout", "0.3", str(tmp_path / "none.png")]) == 1
     err = capsys.readouterr().err
     assert "no frame from any camera" in err and len(err.strip().splitlines()) == 1
     for cam in config.camera:
         children.start(run_grabber, config, cam.name)
     wait_for(lambda: len(collect_status(config, timeout=2.0)) == 1, 30, message="grabber")
     out = tmp_path / "live.png"
-    assert main(["-c", cfg, "--live", str(out)]) == 0
+    assert cli_main(["calibrate", "-c", cfg, "--live", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "frames from the running daemon" in printed and "no frame from" not in printed
     image = cv2.imread(str(out))
@@ -199,6 +200,6 @@ def test_user_errors_are_one_line(make_config: Callable[..., Config], tmp_path: 
         (["--from", str(tmp_path / "nothing"), "o.png"], "nothing"),
     ]
     for args, expected in cases:
-        assert main(["-c", cfg, *args]) == 1, args
+        assert cli_main(["calibrate", "-c", cfg, *args]) == 1, args
         err = capsys.readouterr().err
         assert expected in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (args, err)

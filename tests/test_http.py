@@ -677,7 +677,7 @@ def test_status_command_reads_a_bridge_behind_basic_auth(
 ) -> None:
     """`zmqcam-daemon status` authenticates to the bridge with whatever the config sets: basic
     credentials alone too (it used to send only a token, and showed no HTTP part then)."""
-    from zmqcam.cli import gather_status
+    from zmqcam.cli.status import gather_status
 
     config = make_config(cameras=1, http={"port": 0, "basic_user": "ops", "basic_password": "pa:ss w0rd"})
     _, url = start_bridge(children, config)
@@ -754,7 +754,7 @@ def test_https_stream_and_status_for_a_verifying_client(
 
     status = requests.get(url + "/status", timeout=5, verify=str(cert)).json()
     assert status["http"]["clients"] == 0 and "500" not in status["http"]["responses"]
-    from zmqcam.cli import gather_status
+    from zmqcam.cli.status import gather_status
 
     assert gather_status(config)["http"]["requests"] >= 2
     assert "Traceback" not in capfd.readouterr().err

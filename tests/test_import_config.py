@@ -12,9 +12,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from zmqcam.cli.import_config import convert
+from zmqcam.cli.main import main as cli_main
 from zmqcam.config import load_config
+from zmqcam.config.toml import render_toml, toml_value
 from zmqcam.errors import ConfigError
-from zmqcam.import_config import convert, main, render_toml, toml_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,9 +43,9 @@ def test_original_deployment_round_trips(tmp_path: Path, transport: str | None) 
 def test_command_writes_stdout_or_a_file_and_errors_are_one_line(tmp_path: Path, capsys: Any) -> None:
     """`import-config cameras_config.json > zmqcam.toml` and `-o FILE`; a broken or non-JSON input
     exits 1 with the loader's one-line messages, no traceback."""
-    assert main([str(ORIGINAL)]) == 0
+    assert cli_main(["import-config", str(ORIGINAL)]) == 0
     assert capsys.readouterr().out == convert(ORIGINAL)
-    assert main([str(ORIGINAL), "--transport", "rtsp", "-o", str(tmp_path / "out.toml")]) == 0
+    assert cli_main(["import-config", str(ORIGINAL), "--transport", "rtsp", "-o", str(tmp_path / "out.toml")]) == 0
     assert load_config(tmp_path / "out.toml") == load_config(ORIGINAL, transport="rtsp")
     capsys.readouterr()
     bad = tmp_path / "bad.json"
@@ -52,7 +54,7 @@ def test_command_writes_stdout_or_a_file_and_errors_are_one_line(tmp_path: Path,
     del data["camera"][2]["concat_x"]
     bad.write_text(json.dumps(data))
     for path, expected in ((bad, ["camera[1].rotate", "camera[2].concat_x"]), (ROOT / "config" / "zmqcam.toml", [])):
-        assert main([str(path)]) == 1
+        assert cli_main(["import-config", str(path)]) == 1
         err = capsys.readouterr().err
         assert "Traceback" not in err and all(e in err for e in expected), err
         assert len(err.strip().splitlines()) == max(1, len(expected))

@@ -23,12 +23,12 @@ from conftest import Children, wait_for
 
 from zmqcam import Subscriber, sources
 from zmqcam.bus.status import collect_status
-from zmqcam.cli import main as cli_main
+from zmqcam.cli.main import main as cli_main
 from zmqcam.config import SOURCE_KINDS, Config
+from zmqcam.config.toml import render_toml
 from zmqcam.errors import CorruptFrame, SourceError
 from zmqcam.grabber import run_grabber
 from zmqcam.image.remap import PanoramaComposer
-from zmqcam.import_config import render_toml
 from zmqcam.recording.format import INDEX_HEADER, MANIFEST, REPLAY_CONFIG, Recording, RecordingWriter, Track
 from zmqcam.recording.recorder import Progress, Recorder
 from zmqcam.sources.replay import ReplaySource

@@ -7,6 +7,6 @@ from __future__ import annotations
 import sys
 
 if __name__ == "__main__":
-    from zmqcam.cli import main
+    from zmqcam.cli.main import main
 
     sys.exit(main(["record", *sys.argv[1:]]))

@@ -23,8 +23,8 @@ from daemon_helpers import cli, free_port
 from zmqcam.bus import curve, protocol, sockets
 from zmqcam.config import ConfigError, default_config_dict, from_dict, load_config
 from zmqcam.config.keyfiles import key_dir_problems
+from zmqcam.config.toml import render_toml
 from zmqcam.errors import StartError
-from zmqcam.import_config import render_toml
 from zmqcam.supervisor.roles import check_upstreams
 from zmqcam.supervisor.run_dir import check_ports, remove_sockets
 

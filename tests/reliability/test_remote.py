@@ -29,7 +29,7 @@ from zmqcam import Subscriber
 from zmqcam.bus import curve, protocol, sockets
 from zmqcam.bus.status import collect_status
 from zmqcam.config import Config, default_config_dict, load_config
-from zmqcam.import_config import render_toml
+from zmqcam.config.toml import render_toml
 
 CAMERAS = ["cam0", "cam1", "cam2", "cam3"]
 

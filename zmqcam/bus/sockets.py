@@ -20,7 +20,7 @@ import zmq
 
 from zmqcam.bus import protocol
 from zmqcam.bus.curve import ClientKeys, ServerKeys
-from zmqcam.errors import ProtocolError
+from zmqcam.errors import ProtocolError, StartError
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +63,20 @@ def _client_curve(sock: zmq.Socket[Any], keys: ClientKeys) -> None:
 
 def make_publisher(ctx: zmq.Context[Any], endpoints: Sequence[str], curve: ServerKeys | None = None) -> zmq.Socket[Any]:
     """An XPUB bound to every endpoint, reporting each subscription change. With ``curve``, its
-    tcp endpoints are CURVE servers (the process must run ``curve.start_authenticator`` first)."""
+    tcp endpoints are CURVE servers (the process must run ``curve.start_authenticator`` first).
+    StartError naming the endpoint when one cannot be bound (a port taken, a missing directory)."""
     sock = ctx.socket(zmq.XPUB)
     _common(sock)
     sock.setsockopt(zmq.SNDHWM, SEND_HWM)
     sock.setsockopt(zmq.XPUB_VERBOSER, 1)
-    try:
-        for endpoint in _local_first(endpoints):
+    for endpoint in _local_first(endpoints):
+        try:
             if curve is not None and not is_local(endpoint) and not sock.getsockopt(zmq.CURVE_SERVER):
                 _server_curve(sock, curve)
             sock.bind(endpoint)
-    except zmq.ZMQError:
-        sock.close(linger=0)
-        raise
+        except zmq.ZMQError as exc:
+            sock.close(linger=0)
+            raise StartError(f"cannot bind {endpoint}: {exc.strerror}") from None
     return sock
 
 

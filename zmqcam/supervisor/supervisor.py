@@ -148,7 +148,7 @@ class Supervisor:
                 log.info("%s exited cleanly; not restarting it", child.spec.name)
                 continue
             if code == EXIT_START_FAILED and child.error is not None:
-                why = f"could not start ({child.error})"
+                why = f"crashed at start-up ({child.error})"
             elif code is not None and code < 0:
                 why = f"crashed (killed by {signal.Signals(-code).name})"
             else:

@@ -1,6 +1,4 @@
-"""``zmqcam-daemon calibrate``: one PNG that shows what a config's geometry numbers do.
-
-    zmqcam-daemon calibrate [-c CONFIG] [--from RECORDING | --live] [--camera NAME --src x,y,... --crop F,B] OUT.png
+"""The calibration preview: one image that shows what a config's geometry numbers do.
 
 Top row: each camera's frame, rotated as configured (the quad is in rotated pixels), with
 
@@ -13,21 +11,14 @@ Under them, the panorama those frames stitch into, with each camera's slot named
 pixels are exactly what the stitcher would publish. Stitched cameras come first, in stitch order,
 then any others. A camera without a frame gets its NO SIGNAL card with the quad still drawn.
 
-Frames come from a recording (``--from DIR``, at ``--at`` seconds into it; the config defaults to the
-one the rig was recorded with) or from the running daemon (``--live``, the default). ``--camera
-NAME --src ...`` and ``--crop`` try other numbers for one camera without editing the config, and
-print the TOML lines to paste once they look right.
+Pure image work on frames given to it (``render``), or read from a recording
+(``frames_from_recording``). ``zmqcam-daemon calibrate`` (``zmqcam.cli.calibrate``) writes it as a PNG.
 """
 
 from __future__ import annotations
 
-import argparse
-import math
-import sys
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -36,15 +27,17 @@ import simplejpeg
 from zmqcam.config import CameraConfig, Config
 from zmqcam.image.cards import no_signal_card
 from zmqcam.image.remap import CV2_ROTATE, PanoramaComposer, homography, rotated_size, scaled_quad
+from zmqcam.recording.format import Recording
 
 __all__ = [
     "CROP_COLOR",
+    "DIM",
     "GAP",
     "LABEL_HEIGHT",
     "QUAD_COLOR",
     "Layout",
-    "add_command",
-    "main",
+    "decode_frame",
+    "frames_from_recording",
     "quad_in_frame",
     "render",
 ]
@@ -199,14 +192,8 @@ def render(config: Config, frames: Mapping[str, np.ndarray | None]) -> tuple[np.
     return canvas, layout
 
 
-# ---------------------------------------------------------------------------------------------
-# where frames come from
-
-
 def frames_from_recording(config: Config, path: str, at: float) -> dict[str, np.ndarray | None]:
     """Each camera's frame ``at`` seconds into the recording (the one captured nearest that moment)."""
-    from zmqcam.recording.format import Recording
-
     recording = Recording(path)
     span = recording.span()
     frames: dict[str, np.ndarray | None] = {}
@@ -218,171 +205,13 @@ def frames_from_recording(config: Config, path: str, at: float) -> dict[str, np.
             if not track.entries:
                 continue
             jpeg = track.read(track.nearest(span.first_ns + int(at * 1e9)))
-        frames[cam.name] = _decode(jpeg)
+        frames[cam.name] = decode_frame(jpeg)
     return frames
 
 
-def frames_live(config: Config, timeout: float) -> dict[str, np.ndarray | None]:
-    """One fresh frame per camera from the running daemon; None for a camera silent for ``timeout`` s."""
-    from zmqcam.client import Subscriber
-
-    frames: dict[str, np.ndarray | None] = {}
-    subs = [Subscriber(cam.name, kind="jpeg", config=config) for cam in config.camera]
-    try:
-        deadline = time.monotonic() + timeout
-        for sub in subs:  # all subscribed at once: the cameras wake up together
-            ok, frame = sub.read(timeout=max(0.0, deadline - time.monotonic()))
-            frames[sub.stream] = _decode(frame.jpeg) if ok and frame is not None else None
-    finally:
-        for sub in subs:
-            sub.close()
-    return frames
-
-
-def _decode(jpeg: bytes) -> np.ndarray | None:
+def decode_frame(jpeg: bytes) -> np.ndarray | None:
+    """A JPEG as BGR pixels; None when it does not decode (shown as NO SIGNAL)."""
     try:
         return simplejpeg.decode_jpeg(jpeg, colorspace="BGR")
     except (ValueError, RuntimeError):
         return None
-
-
-# ---------------------------------------------------------------------------------------------
-# the command
-
-
-def _numbers(text: str, count: int, option: str, meaning: str) -> list[float]:
-    from zmqcam.errors import UsageError
-
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise UsageError(f"{option}: {text!r}: needs {count} comma-separated numbers ({meaning})") from None
-    if len(values) != count or not all(math.isfinite(v) for v in values):
-        raise UsageError(f"{option}: {text!r}: needs {count} comma-separated numbers ({meaning})")
-    return values
-
-
-def with_candidate(config: Config, camera: str, src: str | None, crop: str | None) -> Config:
-    """``config`` with one camera's quad and/or crop replaced (validated like a config file)."""
-    from zmqcam.config import from_dict
-    from zmqcam.errors import ConfigError, UsageError
-
-    data = config.model_dump(mode="json")
-    cams = [c for c in data["camera"] if c["name"] == camera]
-    if not cams:
-        known = ", ".join(c.name for c in config.camera)
-        raise UsageError(f"--camera: no camera named {camera!r} in the config (known: {known})")
-    geo = config.camera_named(camera).geometry
-    if src is not None:
-        xy = _numbers(src, 8, "--src", "x,y of the corners top-left, bottom-left, bottom-right, top-right")
-        cams[0]["perspective"] = {
-            "src": [xy[i : i + 2] for i in range(0, 8, 2)],
-            "width": geo.width,
-            "height": geo.height,
-        }
-    if crop is not None:
-        front, back = _numbers(crop, 2, "--crop", "front,back")
-        if not (front.is_integer() and back.is_integer()):
-            raise UsageError(f"--crop: {crop!r}: front and back are whole columns")
-        cams[0]["crop"] = {"front": int(front), "back": int(back)}
-    try:
-        return from_dict(data, label="calibrate")
-    except ConfigError as exc:
-        raise UsageError("\n".join(exc.lines)) from None
-
-
-def _config(args: argparse.Namespace) -> Config:
-    """-c CONFIG; else the config a recording was made with; else the usual default."""
-    from zmqcam.cli import load_args_config
-    from zmqcam.errors import UsageError
-
-    if args.config is None and args.recording is not None:
-        from zmqcam.config import from_dict
-        from zmqcam.errors import ConfigError, RecordingError
-        from zmqcam.recording.format import Recording
-
-        try:
-            data = Recording(args.recording).config_data
-        except RecordingError as exc:
-            raise UsageError(str(exc)) from None
-        if data is not None:
-            try:
-                return from_dict(data, label=f"{args.recording} (the recorded config)")
-            except ConfigError as exc:
-                raise UsageError("\n".join([*exc.lines, "give the config to use with -c"])) from None
-    return load_args_config(args)[0]
-
-
-def cmd_calibrate(args: argparse.Namespace) -> int:
-    from zmqcam.errors import RecordingError, UsageError
-
-    if Path(args.out).suffix.lower() != ".png":
-        raise UsageError(f"{args.out}: the output is a PNG; name it *.png")
-    if (args.src is not None or args.crop is not None) != (args.camera is not None):
-        raise UsageError("--camera NAME goes with --src x1,y1,...,x4,y4 and/or --crop FRONT,BACK")
-    config = _config(args)
-    if args.camera is not None:
-        config = with_candidate(config, args.camera, args.src, args.crop)
-    if args.recording is not None:
-        try:
-            frames = frames_from_recording(config, args.recording, args.at)
-        except RecordingError as exc:
-            raise UsageError(str(exc)) from None
-        origin = f"recording {args.recording}"
-    else:
-        frames = frames_live(config, args.timeout)
-        origin = "the running daemon"
-        if not any(f is not None for f in frames.values()):
-            raise UsageError(
-                f"no frame from any camera within {args.timeout:g} s: is the daemon running "
-                "(zmqcam-daemon start)? Or use --from RECORDING"
-            )
-    image, layout = render(config, frames)
-    if not cv2.imwrite(args.out, image):
-        raise UsageError(f"{args.out}: cannot write the PNG")
-    missing = [name for name, frame in frames.items() if frame is None]
-    print(f"wrote {args.out} ({layout.size[0]}x{layout.size[1]}), frames from {origin}")
-    if missing:
-        print(f"no frame from {', '.join(missing)}: shown as NO SIGNAL")
-    if args.camera is not None:
-        from zmqcam.import_config import toml_value
-
-        cam = config.camera_named(args.camera)
-        geo = cam.geometry
-        print(f"candidate for {cam.name} (paste into its [[camera]] table):")
-        print(f"perspective = {toml_value({'src': geo.src, 'width': geo.width, 'height': geo.height})}")
-        print(f"crop = {toml_value({'front': cam.crop_range[0], 'back': cam.crop_range[1]})}")
-    return 0
-
-
-def add_command(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "calibrate",
-        help="draw each camera's quad and crop over its frame, and the panorama, in one PNG",
-        description="Draw each camera frame with its perspective quad (green) and crop lines (red), and the "
-        "panorama they make, into one PNG.",
-    )
-    from zmqcam.cli import add_config_arguments
-
-    add_config_arguments(p, config_help="config file (default: a recording's own config, else the usual one)")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--from", dest="recording", metavar="RECORDING", help="frames from a recording directory")
-    source.add_argument("--live", action="store_true", help="frames from the running daemon (the default)")
-    p.add_argument("--at", type=float, default=0.0, metavar="S", help="--from: seconds into the recording (default 0)")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="--live: wait this long for frames")
-    p.add_argument("--camera", metavar="NAME", help="preview other numbers for this camera (with --src/--crop)")
-    p.add_argument("--src", metavar="x,y,...", help="candidate quad: x1,y1,...,x4,y4 (TL, BL, BR, TR)")
-    p.add_argument("--crop", metavar="FRONT,BACK", help="candidate crop columns")
-    p.add_argument("out", metavar="OUT.png", help="the image to write")
-    p.set_defaults(func=cmd_calibrate)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m zmqcam.calibrate [-c CONFIG] [--from RECORDING|--live] OUT.png``."""
-    from zmqcam.cli import run_single
-
-    return run_single("calibrate", add_command, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

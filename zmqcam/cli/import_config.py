@@ -14,14 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
+from zmqcam.cli.common import Subparsers
 from zmqcam.config import load_config
 from zmqcam.config.toml import render_toml, toml_value
-from zmqcam.errors import ConfigError
-
-__all__ = ["add_command", "convert", "main", "render_toml", "toml_value"]
+from zmqcam.errors import UsageError
 
 #: comments written above a key (the first time it appears), by "table.key"
 KEY_COMMENTS: dict[str, str] = {
@@ -92,14 +90,9 @@ def convert(path: str | Path, transport: str | None = None) -> str:
 
 
 def cmd_import_config(args: argparse.Namespace) -> int:
-    from zmqcam.errors import UsageError
-
     if Path(args.path).suffix.lower() != ".json":
         raise UsageError(f"{args.path}: not a .json file (import-config reads the original cameras_config.json)")
-    try:
-        text = convert(args.path, transport=args.transport)
-    except ConfigError as exc:
-        raise UsageError("\n".join(exc.lines)) from None
+    text = convert(args.path, transport=args.transport)
     if args.output is None:
         sys.stdout.write(text)
         return 0
@@ -111,7 +104,7 @@ def cmd_import_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_command(subparsers: argparse._SubParsersAction) -> None:
+def add_command(subparsers: Subparsers) -> None:
     p = subparsers.add_parser(
         "import-config",
         help="convert the original cameras_config.json to commented TOML",
@@ -121,14 +114,3 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--transport", choices=["jpg", "rtsp"], help="which camera URL to use when both are listed")
     p.add_argument("-o", "--output", help="write this file instead of stdout")
     p.set_defaults(func=cmd_import_config)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m zmqcam.import_config cameras_config.json``."""
-    from zmqcam.cli import run_single
-
-    return run_single("import-config", add_command, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
