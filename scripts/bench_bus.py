@@ -19,10 +19,9 @@ import time
 from typing import Any
 
 import numpy as np
-from bench_common import ROOT, free_port, summary
+from bench_common import summary
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from zmqcam.testing.daemon import free_port
 
 W, H = 640, 480
 FRAME_BYTES = W * H * 3

@@ -20,8 +20,8 @@ import pytest
 import requests
 import simplejpeg
 import zmq
-from conftest import Children, wait_for
 
+from tests.helpers import Children, wait_for
 from zmqcam import Subscriber
 from zmqcam.bridge import read_announce, run_bridge
 from zmqcam.bus import protocol, sockets

@@ -17,9 +17,8 @@ import pytest
 import simplejpeg
 import zmq
 import zmq.auth
-from conftest import wait_for
-from daemon_helpers import cli, free_port
 
+from tests.helpers import cli, free_port, wait_for
 from zmqcam.bus import curve, protocol, sockets
 from zmqcam.config import ConfigError, default_config_dict, from_dict, load_config
 from zmqcam.config.keyfiles import key_dir_problems

@@ -67,13 +67,13 @@ import numpy as np
 import pytest
 import requests
 import simplejpeg
-from conftest import Children, wait_for
-from daemon_helpers import Daemon, cli, free_port, reader_process, toml_text
 
+from tests.helpers import Children, Daemon, cli, free_port, reader_process, wait_for
 from zmqcam import Subscriber
 from zmqcam.bus.protocol import Frame
 from zmqcam.bus.status import collect_status
 from zmqcam.config import Config, default_config_dict, from_dict, load_config
+from zmqcam.config.toml import render_toml
 from zmqcam.grabber import run_grabber
 from zmqcam.image.remap import PanoramaComposer
 from zmqcam.testing.fakecam import FakeCam, SilentServer
@@ -105,7 +105,7 @@ def write_rig(path: Path, run_dir: Path, cameras: list[dict[str, Any]], http: bo
     data["stitch"] = {"stale_after": STALE_AFTER}
     data["http"] = {"enabled": http, "port": free_port()}
     from_dict(data)  # the test's own config must be valid
-    path.write_text(toml_text(data))
+    path.write_text(render_toml(data))
     return load_config(path)
 
 

@@ -22,9 +22,8 @@ import pytest
 import simplejpeg
 import zmq
 import zmq.auth
-from conftest import wait_for
-from daemon_helpers import Daemon, cli, free_port, read_stream_parts, reader_process
 
+from tests.helpers import Daemon, cli, free_port, read_stream_parts, reader_process, wait_for
 from zmqcam import Subscriber
 from zmqcam.bus import curve, protocol, sockets
 from zmqcam.bus.status import collect_status

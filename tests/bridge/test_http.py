@@ -29,44 +29,18 @@ import pytest
 import requests
 import simplejpeg
 import zmq
-from conftest import Children, needs, wait_for
 
-from zmqcam.bridge import read_announce, run_bridge
+from tests.helpers import Children, needs, wait_for
+from tests.helpers.bridge import FPS, IDLE_TIMEOUT, build_config, get_status, start_bridge
+from zmqcam.bridge import read_announce
 from zmqcam.bus import protocol, sockets
-from zmqcam.config import Config, default_config_dict, from_dict, load_config
+from zmqcam.config import Config, load_config
 from zmqcam.errors import ConfigError
 from zmqcam.grabber import run_grabber
 from zmqcam.names import connect_endpoint
 from zmqcam.stitcher import run_stitcher
 
-FPS = 15
-IDLE_TIMEOUT = 1.0
 WRITE_TIMEOUT = 3.0
-
-
-def build_config(run_dir: str | Path, cameras: int = 2, **sections: dict[str, Any]) -> Config:
-    data = default_config_dict(str(run_dir))
-    data["camera"] = data["camera"][:cameras]
-    for cam in data["camera"]:
-        cam.update({"idle_timeout": IDLE_TIMEOUT, "fps": FPS})
-    for key, value in sections.items():
-        data.setdefault(key, {}).update(value)
-    return from_dict(data, label="<test>")
-
-
-def start_bridge(children: Children, config: Config, **kwargs: Any) -> tuple[Any, str]:
-    """Start the bridge on a free port (port 0) and return (process, base URL)."""
-    proc = children.start(run_bridge, config, **kwargs)
-    info = wait_for(lambda: read_announce(config.run_dir), 30, message="the bridge to listen")
-    return proc, f"http://127.0.0.1:{info['port']}"
-
-
-def get_status(url: str) -> dict[str, Any]:
-    response = requests.get(url + "/status", timeout=5)
-    assert response.status_code == 200
-    assert response.headers["Content-Type"].startswith("application/json")
-    status: dict[str, Any] = response.json()
-    return status
 
 
 def rss_kib(pid: int) -> int:

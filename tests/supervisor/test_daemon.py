@@ -10,12 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
-from daemon_helpers import Daemon, child_pids, cli, free_port, read_stream_parts, write_config
 
+from tests.helpers import Daemon, child_pids, cli, free_port, read_stream_parts, wait_for, write_config
 from zmqcam import Subscriber
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_start_with_built_in_default_serves_and_stops_cleanly(tmp_path: Path, daemons: list[Daemon]) -> None:

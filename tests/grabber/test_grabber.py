@@ -10,9 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Children, wait_for
-from daemon_helpers import reader_process
 
+from tests.helpers import Children, reader_process, wait_for
 from zmqcam import Camera, Subscriber
 from zmqcam.bus import protocol
 from zmqcam.bus.status import collect_status

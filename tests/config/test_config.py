@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import ROOT
 from zmqcam.config import ConfigError, default_config, from_dict, infer_kind, load_config, parse_config
 
-ROOT = Path(__file__).resolve().parents[1]
 ORIGINAL_JSON = ROOT / "config" / "cameras_config.json"
 
 # the original deployment, as the issue gives it: (rotate, src, width, front, back)

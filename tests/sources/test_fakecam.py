@@ -12,7 +12,6 @@ import time
 
 import pytest
 import requests
-from fixtures_cameras import fakecam  # noqa: F401 - a fixture
 
 from zmqcam.sources._common import ChunkedDecoder, jpeg_size
 from zmqcam.testing.fakecam import BOUNDARY, FakeCam
@@ -64,7 +63,7 @@ def no_data_for(sock: socket.socket, seconds: float) -> bool:
     return False
 
 
-def test_capture_matches_firmware(fakecam: FakeCam) -> None:  # noqa: F811
+def test_capture_matches_firmware(fakecam: FakeCam) -> None:
     """Guards the snapshot wire format: image/jpeg with Content-Length, Content-Disposition,
     Access-Control-Allow-Origin and X-Timestamp (<sec>.<usec> uptime), after the 150 ms LED delay;
     /jpg (the original deployment's firmware URL) serves the same."""
@@ -85,7 +84,7 @@ def test_capture_matches_firmware(fakecam: FakeCam) -> None:  # noqa: F811
     assert fakecam.capture_connections == 1  # kept alive
 
 
-def test_status_and_control(fakecam: FakeCam) -> None:  # noqa: F811
+def test_status_and_control(fakecam: FakeCam) -> None:
     """Guards /status JSON and /control: 404 on missing args, 500 on unknown var, framesize
     (esp32-camera framesize_t: 5 = QVGA) changes the picture size."""
     with requests.Session() as http:
@@ -101,7 +100,7 @@ def test_status_and_control(fakecam: FakeCam) -> None:  # noqa: F811
         assert http.get(fakecam.base_url + "/nope", timeout=3).status_code == 404
 
 
-def test_stream_wire_format(fakecam: FakeCam) -> None:  # noqa: F811
+def test_stream_wire_format(fakecam: FakeCam) -> None:
     """Guards the firmware's exact stream format: boundary with no space after ';', chunked
     encoding, per frame three chunks (boundary before the part, headers with Content-Length and
     X-Timestamp, JPEG), never a closing boundary."""
@@ -127,7 +126,7 @@ def test_stream_wire_format(fakecam: FakeCam) -> None:  # noqa: F811
             assert fakecam.was_sent(jpeg)
 
 
-def test_second_stream_client_waits_like_the_firmware(fakecam: FakeCam) -> None:  # noqa: F811
+def test_second_stream_client_waits_like_the_firmware(fakecam: FakeCam) -> None:
     """Guards single-client behaviour: a second stream client is accepted but gets no response
     while the first streams, and is served as soon as the first leaves."""
     first = http_get(fakecam.stream_port, "/stream")
@@ -148,7 +147,7 @@ def test_second_stream_client_waits_like_the_firmware(fakecam: FakeCam) -> None:
     assert fakecam.wait_until(lambda: fakecam.open_connections == 0)
 
 
-def test_waiting_client_that_leaves_is_forgotten(fakecam: FakeCam) -> None:  # noqa: F811
+def test_waiting_client_that_leaves_is_forgotten(fakecam: FakeCam) -> None:
     """Guards the counters tests rely on: a waiting client that gives up is not counted."""
     with http_get(fakecam.stream_port, "/stream") as first:
         recv_until(first, b"\r\n\r\n")
@@ -158,7 +157,7 @@ def test_waiting_client_that_leaves_is_forgotten(fakecam: FakeCam) -> None:  # n
         assert fakecam.wait_until(lambda: fakecam.waiting_stream_clients == 0)
 
 
-def test_stall_and_resume(fakecam: FakeCam) -> None:  # noqa: F811
+def test_stall_and_resume(fakecam: FakeCam) -> None:
     """Guards fault injection: stall stops the stream mid-way (and leaves new clients without a
     response); resume continues the same stream."""
     with http_get(fakecam.stream_port, "/stream") as sock:
@@ -175,7 +174,7 @@ def test_stall_and_resume(fakecam: FakeCam) -> None:  # noqa: F811
         assert sock.recv(65536)
 
 
-def test_faults_change_frames(fakecam: FakeCam) -> None:  # noqa: F811
+def test_faults_change_frames(fakecam: FakeCam) -> None:
     """Guards corrupt/truncate/drop injection on captures: bad JPEGs are really bad, a drop
     closes the connection without a response."""
     with requests.Session() as http:
@@ -194,7 +193,7 @@ def test_faults_change_frames(fakecam: FakeCam) -> None:  # noqa: F811
         assert sock.recv(100) == b""
 
 
-def test_refuse_and_accept_again(fakecam: FakeCam) -> None:  # noqa: F811
+def test_refuse_and_accept_again(fakecam: FakeCam) -> None:
     """Guards 'camera offline': refused connections while refusing, by itself after the
     given time, or at once after accept_again()."""
     fakecam.refuse()
@@ -211,7 +210,7 @@ def test_refuse_and_accept_again(fakecam: FakeCam) -> None:  # noqa: F811
         assert r.status_code == 200
 
 
-def test_drop_clients_and_counters(fakecam: FakeCam) -> None:  # noqa: F811
+def test_drop_clients_and_counters(fakecam: FakeCam) -> None:
     """Guards drop_clients() and open_connections (how tests see that a connection closed)."""
     sock = http_get(fakecam.stream_port, "/stream")
     try:
@@ -283,7 +282,7 @@ def test_runs_as_a_process_with_http_fault_control() -> None:
                 stream.close()
 
 
-def test_chunked_stream_decodes(fakecam: FakeCam) -> None:  # noqa: F811
+def test_chunked_stream_decodes(fakecam: FakeCam) -> None:
     """Guards that the stream is valid chunked encoding end to end (what curl or a browser sees)."""
     with http_get(fakecam.stream_port, "/stream") as sock:
         head = recv_until(sock, b"\r\n\r\n")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 SECTIONS = ("stitch", "bus", "e2e", "viewers", "idle", "wakeup", "memory")
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Children, wait_for
 
+from tests.helpers import Children, wait_for
 from zmqcam import Subscriber
 from zmqcam.bus.status import collect_status
 from zmqcam.config import Config

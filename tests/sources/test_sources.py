@@ -13,16 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from fixtures_cameras import (  # noqa: F401 - fixtures
-    CONNECT_TIMEOUT,
-    READ_TIMEOUT,
-    camera,
-    fakecam,
-    opened,
-    rtsp_server,
-    timed,
-)
 
+from tests.helpers import CONNECT_TIMEOUT, READ_TIMEOUT, camera, opened, timed
 from zmqcam.errors import CorruptFrame, SourceBusy, SourceError, SourceTimeout
 from zmqcam.sources import create_source
 from zmqcam.sources._common import ChunkedDecoder, jpeg_size, parse_http_url
@@ -83,7 +75,7 @@ def test_source_is_chosen_from_the_url() -> None:
 
 
 @pytest.mark.parametrize("path", ["/capture", "/jpg"])
-def test_snapshot_delivers_untouched_jpegs_on_one_connection(fakecam: FakeCam, path: str) -> None:  # noqa: F811
+def test_snapshot_delivers_untouched_jpegs_on_one_connection(fakecam: FakeCam, path: str) -> None:
     """Guards the snapshot source: JPEG bytes exactly as the camera sent them, the right size,
     one keep-alive connection for many pictures, and the connection really closed by close()."""
     with opened(camera(fakecam.base_url + path)) as source:
@@ -97,7 +89,7 @@ def test_snapshot_delivers_untouched_jpegs_on_one_connection(fakecam: FakeCam, p
     assert fakecam.wait_until(lambda: fakecam.open_connections == 0)
 
 
-def test_snapshot_stalled_camera_times_out(fakecam: FakeCam) -> None:  # noqa: F811
+def test_snapshot_stalled_camera_times_out(fakecam: FakeCam) -> None:
     """Guards against hangs: a camera that stops answering gives SourceTimeout within the read
     timeout; one that never answers a fresh connection is SourceBusy within the connect timeout."""
     with opened(camera(fakecam.capture_url)) as source:
@@ -116,7 +108,7 @@ def test_snapshot_stalled_camera_times_out(fakecam: FakeCam) -> None:  # noqa: F
     fakecam.resume()
 
 
-def test_snapshot_corrupt_and_truncated_then_next_works(fakecam: FakeCam) -> None:  # noqa: F811
+def test_snapshot_corrupt_and_truncated_then_next_works(fakecam: FakeCam) -> None:
     """Guards frame validation: a scrambled or truncated JPEG is CorruptFrame (never published),
     the connection stays up and the next read delivers a good picture."""
     with opened(camera(fakecam.capture_url)) as source:
@@ -130,7 +122,7 @@ def test_snapshot_corrupt_and_truncated_then_next_works(fakecam: FakeCam) -> Non
         assert fakecam.capture_connections == 1
 
 
-def test_snapshot_dropped_keepalive_is_retried_once(fakecam: FakeCam) -> None:  # noqa: F811
+def test_snapshot_dropped_keepalive_is_retried_once(fakecam: FakeCam) -> None:
     """Guards keep-alive reuse: a connection the camera closed is reopened transparently once;
     a camera that keeps closing is a SourceError, not a loop."""
     with opened(camera(fakecam.capture_url)) as source:
@@ -143,7 +135,7 @@ def test_snapshot_dropped_keepalive_is_retried_once(fakecam: FakeCam) -> None:  
             source.read(READ_TIMEOUT)
 
 
-def test_snapshot_resolution_change(fakecam: FakeCam) -> None:  # noqa: F811
+def test_snapshot_resolution_change(fakecam: FakeCam) -> None:
     """Guards a camera switched to another framesize: frames of the new size follow."""
     with opened(camera(fakecam.capture_url)) as source:
         assert source.read(READ_TIMEOUT).width == 640
@@ -152,7 +144,7 @@ def test_snapshot_resolution_change(fakecam: FakeCam) -> None:  # noqa: F811
         assert (frame.width, frame.height) == (320, 240)
 
 
-def test_snapshot_configuration_errors(fakecam: FakeCam) -> None:  # noqa: F811
+def test_snapshot_configuration_errors(fakecam: FakeCam) -> None:
     """Guards clear errors for wrong URLs: 404, a stream URL used as a snapshot, a refused port."""
     with pytest.raises(SourceError, match="404"):
         create_source(camera(fakecam.base_url + "/nothing.jpg")).open(CONNECT_TIMEOUT)
@@ -164,7 +156,7 @@ def test_snapshot_configuration_errors(fakecam: FakeCam) -> None:  # noqa: F811
     assert fakecam.wait_until(lambda: fakecam.open_connections == 0)
 
 
-def test_snapshot_close_from_another_thread_aborts_read(fakecam: FakeCam) -> None:  # noqa: F811
+def test_snapshot_close_from_another_thread_aborts_read(fakecam: FakeCam) -> None:
     """Guards shutdown: close() from another thread ends a blocked read at once and frees the camera."""
     with opened(camera(fakecam.capture_url, read_timeout=10.0)) as source:
         source.read(READ_TIMEOUT)
@@ -180,7 +172,7 @@ def test_snapshot_close_from_another_thread_aborts_read(fakecam: FakeCam) -> Non
 # -- mjpeg -------------------------------------------------------------------------------------
 
 
-def test_mjpeg_delivers_untouched_jpegs(fakecam: FakeCam) -> None:  # noqa: F811
+def test_mjpeg_delivers_untouched_jpegs(fakecam: FakeCam) -> None:
     """Guards the MJPEG source on the firmware format: every JPEG byte for byte as sent, the
     right size, capture times from X-Timestamp increasing and never after arrival."""
     with opened(camera(fakecam.stream_url)) as source:
@@ -195,7 +187,7 @@ def test_mjpeg_delivers_untouched_jpegs(fakecam: FakeCam) -> None:  # noqa: F811
 
 
 @pytest.mark.parametrize("partial", [False, True], ids=["between-frames", "mid-jpeg"])
-def test_mjpeg_stalled_stream_times_out(fakecam: FakeCam, partial: bool) -> None:  # noqa: F811
+def test_mjpeg_stalled_stream_times_out(fakecam: FakeCam, partial: bool) -> None:
     """Guards against hangs: a stream that stops (between frames or in the middle of a JPEG)
     gives SourceTimeout within the read timeout."""
     with opened(camera(fakecam.stream_url)) as source:
@@ -207,7 +199,7 @@ def test_mjpeg_stalled_stream_times_out(fakecam: FakeCam, partial: bool) -> None
     fakecam.resume()
 
 
-def test_mjpeg_corrupt_and_truncated_then_next_works(fakecam: FakeCam) -> None:  # noqa: F811
+def test_mjpeg_corrupt_and_truncated_then_next_works(fakecam: FakeCam) -> None:
     """Guards frame validation in the stream: each bad JPEG is one CorruptFrame, the stream
     stays up (same connection) and good frames follow."""
     with opened(camera(fakecam.stream_url)) as source:
@@ -227,7 +219,7 @@ def test_mjpeg_corrupt_and_truncated_then_next_works(fakecam: FakeCam) -> None: 
     assert fakecam.stream_connections == 1
 
 
-def test_mjpeg_resolution_change(fakecam: FakeCam) -> None:  # noqa: F811
+def test_mjpeg_resolution_change(fakecam: FakeCam) -> None:
     """Guards a camera switched to another framesize mid-stream: frames of the new size follow."""
     with opened(camera(fakecam.stream_url)) as source:
         source.read(READ_TIMEOUT)
@@ -236,7 +228,7 @@ def test_mjpeg_resolution_change(fakecam: FakeCam) -> None:  # noqa: F811
         assert sizes[-1] == (800, 600)
 
 
-def test_mjpeg_close_frees_the_camera_for_the_next_client(fakecam: FakeCam) -> None:  # noqa: F811
+def test_mjpeg_close_frees_the_camera_for_the_next_client(fakecam: FakeCam) -> None:
     """Guards release: after close() the camera sees our connection gone and serves another
     stream client (an ESP32 serves only one)."""
     with opened(camera(fakecam.stream_url)) as source:
@@ -248,7 +240,7 @@ def test_mjpeg_close_frees_the_camera_for_the_next_client(fakecam: FakeCam) -> N
     assert fakecam.wait_until(lambda: fakecam.stream_clients_served == 2)
 
 
-def test_mjpeg_busy_camera_is_reported_as_busy(fakecam: FakeCam) -> None:  # noqa: F811
+def test_mjpeg_busy_camera_is_reported_as_busy(fakecam: FakeCam) -> None:
     """Guards the single-client camera: a second client is accepted but never answered; that is
     SourceBusy within the connect timeout (not a hang), and the camera is free after the first leaves."""
     with opened(camera(fakecam.stream_url)) as first:
@@ -265,7 +257,7 @@ def test_mjpeg_busy_camera_is_reported_as_busy(fakecam: FakeCam) -> None:  # noq
         third.read(READ_TIMEOUT)
 
 
-def test_mjpeg_close_from_another_thread_aborts_read(fakecam: FakeCam) -> None:  # noqa: F811
+def test_mjpeg_close_from_another_thread_aborts_read(fakecam: FakeCam) -> None:
     """Guards shutdown: close() from another thread ends a blocked read at once and the camera
     sees the connection closed."""
     with opened(camera(fakecam.stream_url, read_timeout=10.0)) as source:
@@ -279,7 +271,7 @@ def test_mjpeg_close_from_another_thread_aborts_read(fakecam: FakeCam) -> None: 
     fakecam.resume()
 
 
-def test_mjpeg_dropped_or_refused(fakecam: FakeCam) -> None:  # noqa: F811
+def test_mjpeg_dropped_or_refused(fakecam: FakeCam) -> None:
     """Guards connection loss: a dropped stream is a SourceError at once; a refused port or a
     snapshot URL used as a stream are clear SourceErrors at open."""
     with opened(camera(fakecam.stream_url)) as source:
@@ -340,7 +332,7 @@ def test_file_plays_at_its_frame_rate_and_loops(tmp_path: Path) -> None:
         create_source(camera(str(tmp_path / "missing.mp4"))).open(CONNECT_TIMEOUT)
 
 
-def test_file_replays_an_mjpeg_recording_untouched(fakecam: FakeCam, tmp_path: Path) -> None:  # noqa: F811
+def test_file_replays_an_mjpeg_recording_untouched(fakecam: FakeCam, tmp_path: Path) -> None:
     """Guards recordings: a camera stream saved as curl would save it is replayed with its JPEGs
     byte for byte, looped."""
     path = tmp_path / "rec.mjpeg"
@@ -365,7 +357,7 @@ def test_file_replays_an_mjpeg_recording_untouched(fakecam: FakeCam, tmp_path: P
 
 
 @pytest.mark.parametrize("codec", ["mjpeg", "h264"])
-def test_rtsp_delivers_frames_of_the_right_size(rtsp_server: Callable[..., RtspServer], codec: str) -> None:  # noqa: F811
+def test_rtsp_delivers_frames_of_the_right_size(rtsp_server: Callable[..., RtspServer], codec: str) -> None:
     """Guards the RTSP source through OpenCV/FFmpeg over TCP: RTP/JPEG (the ESP32 Micro-RTSP
     firmware) and H.264 both give raw BGR frames of the served size."""
     server = rtsp_server(codec, size=(320, 240), fps=15)
@@ -375,7 +367,7 @@ def test_rtsp_delivers_frames_of_the_right_size(rtsp_server: Callable[..., RtspS
     assert (frames[0].width, frames[0].height) == (320, 240)
 
 
-def test_rtsp_killed_server_fails_fast_and_reopen_works(rtsp_server: Callable[..., RtspServer]) -> None:  # noqa: F811
+def test_rtsp_killed_server_fails_fast_and_reopen_works(rtsp_server: Callable[..., RtspServer]) -> None:
     """Guards a crashed RTSP camera: read raises SourceError/SourceTimeout within the read
     timeout (no hang), later reads keep failing, and close + open with a new capture recovers."""
     server = rtsp_server("mjpeg", size=(320, 240))
@@ -399,7 +391,7 @@ def test_rtsp_killed_server_fails_fast_and_reopen_works(rtsp_server: Callable[..
 
 
 @pytest.mark.parametrize("codec", ["mjpeg", "h264"])
-def test_rtsp_frozen_server_times_out(rtsp_server: Callable[..., RtspServer], codec: str) -> None:  # noqa: F811
+def test_rtsp_frozen_server_times_out(rtsp_server: Callable[..., RtspServer], codec: str) -> None:
     """Guards CAP_PROP_READ_TIMEOUT_MSEC passed at construction: a server that stops sending
     but keeps the connection open (SIGSTOP: a hung camera) gives SourceTimeout within the read
     timeout, after at most a few buffered frames (H.264)."""
@@ -417,7 +409,7 @@ def test_rtsp_frozen_server_times_out(rtsp_server: Callable[..., RtspServer], co
             server.thaw()
 
 
-def test_rtsp_close_from_another_thread(rtsp_server: Callable[..., RtspServer]) -> None:  # noqa: F811
+def test_rtsp_close_from_another_thread(rtsp_server: Callable[..., RtspServer]) -> None:
     """Guards shutdown with a hung RTSP camera: close() from another thread returns at once (it
     must not release the capture under a running read: a use-after-free), and the blocked read
     ends with SourceError within the read timeout, releasing the capture."""

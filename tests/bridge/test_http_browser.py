@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 import requests
-from conftest import Children, needs, wait_for
 
+from tests.helpers import Children, needs, wait_for
 from zmqcam.bridge import read_announce, run_bridge
 from zmqcam.config import Config
 from zmqcam.grabber import run_grabber

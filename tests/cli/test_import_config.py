@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import ROOT
 from zmqcam.cli.import_config import convert
 from zmqcam.cli.main import main as cli_main
 from zmqcam.config import load_config
@@ -23,7 +24,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parents[1]
 ORIGINAL = ROOT / "config" / "cameras_config.json"
 
 

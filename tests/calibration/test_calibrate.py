@@ -9,8 +9,8 @@ from typing import Any
 import cv2
 import numpy as np
 import simplejpeg
-from conftest import Children, wait_for
 
+from tests.helpers import Children, wait_for
 from zmqcam.bus.status import collect_status
 from zmqcam.calibration.preview import CROP_COLOR, DIM, GAP, LABEL_HEIGHT, QUAD_COLOR
 from zmqcam.cli.main import main as cli_main

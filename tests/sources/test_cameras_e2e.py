@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 import pytest
 import simplejpeg
-from conftest import Children, needs, wait_for
 
+from tests.helpers import Children, require_rtsp, wait_for
 from zmqcam import Subscriber
 from zmqcam.bus.protocol import Frame
 from zmqcam.bus.status import collect_status
@@ -31,7 +31,7 @@ from zmqcam.config import Config
 from zmqcam.grabber import BACKOFF_CAP, run_grabber
 from zmqcam.stitcher import run_stitcher
 from zmqcam.testing.fakecam import FakeCam
-from zmqcam.testing.rtsp_server import SYSTEM_PYTHON, RtspServer, rtsp_support
+from zmqcam.testing.rtsp_server import RtspServer
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -202,25 +202,6 @@ class StreamHolder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def require_rtsp(codec: str) -> None:
-    """Skip when this machine cannot run the RTSP tests, saying exactly what is missing. In CI
-    (CI=true) the packages are installed (.ci/run), so a missing piece there fails the test
-    instead of skipping it silently."""
-    support = rtsp_support()
-    packages = (
-        f" -- the RTSP server needs python3-gi, gir1.2-gst-rtsp-server-1.0 and gstreamer1.0-plugins-"
-        f"{{base,good,ugly}} for {SYSTEM_PYTHON} (.ci/run installs them)"
-    )
-    reason = ""
-    if not support.get("mjpeg"):
-        reason = f"RTSP test server unavailable: {support.get('reason')}{packages}"
-    elif codec == "h264" and not support.get("h264"):
-        reason = f"RTSP H.264 unavailable: {support.get('h264_reason') or support.get('reason')}{packages}"
-    elif re.search(r"FFMPEG:\s+NO", cv2.getBuildInformation()):
-        reason = "this OpenCV was built without FFmpeg, so it cannot read RTSP (opencv-python-headless has it)"
-    needs(not reason, reason)
 
 
 def write_video(path: Path, size: tuple[int, int], fps: float, count: int) -> list[int]:

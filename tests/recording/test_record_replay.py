@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import simplejpeg
 import zmq
-from conftest import Children, wait_for
 
+from tests.helpers import ROOT, Children, wait_for
 from zmqcam import Subscriber, sources
 from zmqcam.bus.status import collect_status
 from zmqcam.cli.main import main as cli_main
@@ -35,7 +35,6 @@ from zmqcam.sources.replay import ReplaySource
 from zmqcam.sources.synthetic import SyntheticSource, scene_offsets
 from zmqcam.stitcher import run_stitcher
 
-ROOT = Path(__file__).resolve().parents[1]
 #: subprocesses import this checkout's zmqcam, whatever the working directory
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 

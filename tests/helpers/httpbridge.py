@@ -25,9 +25,9 @@ import numpy as np
 import requests
 import simplejpeg
 import zmq
-from conftest import Children
-from test_http import build_config, get_status, start_bridge
 
+from tests.helpers.bridge import build_config, get_status, start_bridge
+from tests.helpers.processes import Children
 from zmqcam.bus import protocol, sockets
 from zmqcam.config import Config
 from zmqcam.names import PANO
