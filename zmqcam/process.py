@@ -16,9 +16,9 @@ the supervisor over the child's ``Link`` (the supervisor logs it and shows it as
 ``error`` in ``zmqcam-daemon status``), and the child exits with ``EXIT_START_FAILED``. A bug still
 crashes with its traceback, and the supervisor restarts the child either way.
 
-The ``Link`` is the child's one line to its supervisor, a one-way pipe: today it carries the
-start-up error; it is where a per-child heartbeat belongs too (issue 18), sent from the worker's
-loop through the same ``Link`` and read by the supervisor beside the start-up errors.
+The ``Link`` is the child's one line to its supervisor, a one-way pipe: today it carries "started"
+(the worker is built) and the start-up error; it is where a per-child heartbeat belongs too (issue
+18), sent from the worker's loop through the same ``Link`` and read by the supervisor beside them.
 """
 
 from __future__ import annotations
@@ -87,6 +87,10 @@ class Link:
             return False
         return True
 
+    def started(self) -> bool:
+        """Tell the supervisor the worker is built: a start-up error it showed is over."""
+        return self._send({"started": True})
+
     def start_failed(self, reason: str) -> bool:
         """Tell the supervisor why this child cannot start; False when nobody listens."""
         return self._send({"error": reason[: MAX_LINK_MESSAGE // 2]})
@@ -148,6 +152,7 @@ def run_child(
         except _START_PROBLEMS as exc:
             failed = _reason(exc)
         else:
+            reporter.started()
             try:
                 worker.run()
             except (StartError, ConfigError) as exc:  # a worker that binds as it runs (the bridge)

@@ -32,8 +32,9 @@ import zmq
 
 from tests.helpers import Children, needs, wait_for
 from tests.helpers.bridge import FPS, IDLE_TIMEOUT, build_config, get_status, start_bridge
-from zmqcam.bridge import read_announce
+from zmqcam.bridge import Bridge, read_announce
 from zmqcam.bus import protocol, sockets
+from zmqcam.bus.status import STATUS_DOWN_AFTER
 from zmqcam.config import Config, load_config
 from zmqcam.errors import ConfigError
 from zmqcam.grabber import run_grabber
@@ -277,14 +278,24 @@ def test_status_reports_cameras_stitcher_and_clients(rig: Rig) -> None:
 
         def settled() -> dict[str, Any] | None:
             # keep reading (a viewer that stops reading is dropped after write_timeout); the grabbers
-            # measure fps over the last 2 s, which may still span a camera's wake-up
+            # measure fps over the last 2 s, which may still span a camera's wake-up. /status shows
+            # what each process last published, so wait for one that has seen this viewer's demand
+            # reach it (the stitcher subscribed to the cameras, this viewer to the panorama)
             for _ in range(3):
                 reader.next_part()
             s = get_status(rig.url)
-            live = all(c["state"] == "live" and c["fps"] > FPS * 0.5 for c in s["cameras"].values())
-            return s if live and s["stitcher"]["fps"] > FPS * 0.5 and s["http"]["clients"] == 1 else None
+            live = all(
+                c["state"] == "live"
+                and c["fps"] > FPS * 0.5
+                and c["subscribers"].get("raw", 0) >= 1
+                and c["subscribers"].get("status", 0) >= 1
+                for c in s["cameras"].values()
+            )
+            pano = s["stitcher"]
+            running = pano["state"] == "running" and pano["fps"] > FPS * 0.5 and pano["subscribers"].get("jpeg") == 1
+            return s if live and running and s["http"]["clients"] == 1 else None
 
-        status = wait_for(settled, 8, interval=0.0, message="live status")
+        status = wait_for(settled, 15, interval=0.0, message="live status")
     assert set(status) == {"version", "time", "cameras", "stitcher", "http", "subscriptions"}
     assert set(status["cameras"]) == {"cam0", "cam1"}
     for cam in status["cameras"].values():
@@ -530,10 +541,37 @@ def test_snapshot_without_a_stitcher_is_503_after_the_timeout(lonely: tuple[Conf
         assert response.status_code == 503
         assert response.headers["Retry-After"].isdigit()
         assert config.http.snapshot_timeout <= took < config.http.snapshot_timeout + 2
-    status = wait_idle(url)
+    wait_idle(url)
+    # a bridge that just started shows what it has not heard from yet as unknown: wait for down
+    status = wait_for(
+        lambda: (s := get_status(url)) and s["stitcher"]["state"] == "down" and s, 10, message="nothing upstream"
+    )
     assert status["http"]["snapshot_timeouts"] >= 2
     assert status["stitcher"]["state"] == "down"
     assert all(c["state"] == "no signal" and c["grabber_state"] == "down" for c in status["cameras"].values())
+
+
+def test_a_fresh_bridge_shows_unknown_until_it_can_tell(make_config: Callable[..., Config]) -> None:
+    """A bridge that has heard nothing yet shows the cameras and the stitcher as "unknown" (not "no
+    signal": it just started, and they publish within a second), and "no signal" / "down" once it has
+    listened STATUS_DOWN_AFTER seconds without a word from them. Guards the restarted bridge that
+    showed every camera as "no signal" until the first status arrived."""
+    config = make_config(cameras=1, http={"port": 0})
+
+    async def first_and_later() -> tuple[dict[str, Any], dict[str, Any]]:
+        bridge = Bridge(config)
+        try:
+            first = bridge.status()
+            await asyncio.sleep(STATUS_DOWN_AFTER + 0.2)
+            return first, bridge.status()
+        finally:
+            bridge.close()
+
+    first, later = asyncio.run(first_and_later())
+    assert first["cameras"]["cam0"]["state"] == "unknown" and first["cameras"]["cam0"]["grabber_state"] == "unknown"
+    assert first["stitcher"]["state"] == "unknown"
+    assert later["cameras"]["cam0"]["state"] == "no signal" and later["cameras"]["cam0"]["grabber_state"] == "down"
+    assert later["stitcher"]["state"] == "down"
 
 
 def test_a_viewer_with_nothing_upstream_gets_the_card_at_once(lonely: tuple[Config, str]) -> None:

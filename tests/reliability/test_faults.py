@@ -516,7 +516,15 @@ def test_rig_with_cameras_broken_from_the_start_serves_the_rest(tmp_path: Path, 
                     return ok and found
 
                 found = wait_for(counted, 15, interval=0.2, message="bad cameras counted in status")
-                http = requests.get(f"http://127.0.0.1:{config.http.port}/status", timeout=5).json()
+
+                def shown_by_the_bridge() -> Any:
+                    # the bridge shows what each grabber last published: wait until that is as current
+                    status = requests.get(f"http://127.0.0.1:{config.http.port}/status", timeout=5).json()
+                    cams = status["cameras"]
+                    ok = cams["cam0"]["state"] == "live" and all(cams[n]["reconnects"] >= 2 for n in ("cam2", "cam3"))
+                    return ok and status
+
+                http = wait_for(shown_by_the_bridge, 15, interval=0.2, message="the bridge's view of the cameras")
                 shown = cli("status", "-c", str(tmp_path / "z.toml"), cwd=tmp_path)
             refused, hung, small_status = found["cam2"], found["cam3"], found["cam1"]
             assert refused["state"] in ("lost", "connecting") and refused["frames"] == 0, refused

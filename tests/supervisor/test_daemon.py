@@ -13,6 +13,9 @@ import pytest
 
 from tests.helpers import Daemon, child_pids, cli, free_port, read_stream_parts, wait_for, write_config
 from zmqcam import Subscriber
+from zmqcam.config import default_config_dict
+from zmqcam.config.toml import render_toml
+from zmqcam.process import EXIT_START_FAILED
 
 
 def test_start_with_built_in_default_serves_and_stops_cleanly(tmp_path: Path, daemons: list[Daemon]) -> None:
@@ -142,6 +145,49 @@ def test_crash_looping_child_exhausts_its_budget_and_the_rest_keep_serving(
         assert sub.read(timeout=20)[0]
     _, err = d.terminate()
     assert "grabber:cam1 crashed" in err and "giving up on it" in err
+
+
+def test_a_child_that_cannot_start_says_why_in_one_line_and_in_status(tmp_path: Path, daemons: list[Daemon]) -> None:
+    """A key file removed after the daemon loaded its config: the grabber's next start fails. It says
+    why in one log line per attempt, without a traceback, and `zmqcam-daemon status` shows the reason
+    beside the process; once the key is back, the next restart serves again. Guards the child that
+    crashed with a traceback at its next start, the reason nowhere in status."""
+    assert cli("keygen", "keys", cwd=tmp_path).returncode == 0
+    run_dir = tmp_path / "run"
+    data = default_config_dict(str(run_dir))
+    data["camera"] = data["camera"][:1]
+    data["camera"][0].update(endpoint=f"tcp://127.0.0.1:{free_port()}", idle_timeout=1.0)
+    data.update(stitch={"enabled": False}, http={"enabled": False}, curve={"key_dir": "keys"})
+    config = tmp_path / "z.toml"
+    config.write_text(render_toml(data))
+    d = Daemon(["-c", str(config)], cwd=tmp_path)
+    daemons.append(d)
+    child = wait_for(lambda: d.state(run_dir).get("children", {}).get("grabber:cam0", {}).get("pid"), 30)
+    secret = tmp_path / "keys" / "server.key_secret"
+    secret.rename(tmp_path / "server.key_secret.away")
+    os.kill(child, signal.SIGKILL)
+
+    def reported() -> Any:
+        child = d.state(run_dir).get("children", {}).get("grabber:cam0", {})
+        return child.get("error") and child.get("state") in ("backoff", "failed") and child
+
+    child = wait_for(reported, 30, message="the start-up error in the process table")
+    assert child["last_exit"] == EXIT_START_FAILED
+    assert child["error"] == f"{secret}: cannot read: No such file or directory"
+    shown = cli("status", "-c", str(config), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    line = next(line for line in shown.stdout.splitlines() if line.startswith("grabber:cam0"))
+    assert line.endswith(child["error"]), shown.stdout
+    (tmp_path / "server.key_secret.away").rename(secret)
+    wait_for(
+        lambda: (c := d.state(run_dir)["children"]["grabber:cam0"])["state"] == "running" and not c["error"],
+        30,
+        message="the grabber back once the key is",
+    )
+    _, err = d.terminate()
+    assert "Traceback" not in err, err
+    failures = [line for line in err.splitlines() if "grabber:cam0 crashed at start-up" in line]
+    assert failures and all(f"({secret}: cannot read: No such file or directory)" in line for line in failures), err
 
 
 def test_user_errors_are_one_line_without_traceback(tmp_path: Path, daemons: list[Daemon]) -> None:

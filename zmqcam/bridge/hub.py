@@ -225,6 +225,8 @@ class Hub:
             raise
         #: stream -> (its newest status, monotonic time it arrived)
         self.statuses: dict[str, tuple[dict[str, Any], float]] = {}
+        #: since when the bridge listens for status: a stream not heard from is "unknown" at first
+        self.listening_since = time.monotonic()
         self.malformed = 0
         self._tasks: list[asyncio.Task[None]] = []
 

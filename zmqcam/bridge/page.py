@@ -62,7 +62,8 @@ figcaption {{ font-size: .85rem; color: #99a; }}
 table {{ border-collapse: collapse; font-variant-numeric: tabular-nums; }}
 th, td {{ padding: .2rem .7rem; border-bottom: 1px solid #333; text-align: right; }}
 th:first-child, td:first-child {{ text-align: left; }}
-.live {{ color: #7d7; }} .asleep {{ color: #889; }} .connecting {{ color: #dd7; }} .no-signal {{ color: #f66; }}
+.live {{ color: #7d7; }} .asleep, .unknown {{ color: #889; }} .connecting {{ color: #dd7; }}
+.no-signal {{ color: #f66; }}
 #summary {{ color: #99a; font-size: .9rem; }}
 </style>
 </head>

@@ -129,8 +129,14 @@ class Grabber:
                 timeout_ms = max(0, int((deadline - time.monotonic()) * 1000) + 1)
                 events = dict(poller.poll(timeout_ms))
                 if self.pub in events:
+                    subscribers = self.demand.snapshot(self.name)
                     sockets.drain_subscriptions(self.pub, self.demand)
                     self._update_demand(time.monotonic())
+                    if self.demand.snapshot(self.name) != subscribers:
+                        # status follows demand at once, not up to STATUS_INTERVAL later (and a new
+                        # status reader gets one right away)
+                        self._publish_status()
+                        next_status = time.monotonic() + STATUS_INTERVAL
                 if self.inbox in events:
                     self._forward()
         finally:

@@ -251,8 +251,13 @@ class Stitcher:
                 events = dict(poller.poll(timeout_ms))
                 now = time.monotonic()
                 if self.pub in events:
+                    subscribers = self.demand.snapshot(PANO)
                     sockets.drain_subscriptions(self.pub, self.demand)
                     self._update_upstream(now)
+                    if self.demand.snapshot(PANO) != subscribers:
+                        # status follows demand at once, not up to STATUS_INTERVAL later
+                        self._publish_status()
+                        next_status = time.monotonic() + STATUS_INTERVAL
                 if self.sub in events:
                     self._receive(now)
         finally:

@@ -74,7 +74,8 @@ class Child:
     started_at: float = 0.0
     #: the supervisor's end of the child's Link (zmqcam.process)
     link: Connection | None = None
-    #: why the child could not start, as it reported (shown by ``zmqcam-daemon status``)
+    #: why the child could not start, as it reported (shown by ``zmqcam-daemon status`` until a
+    #: later start succeeds)
     error: str | None = None
 
 
@@ -118,7 +119,6 @@ class Supervisor:
         proc.start()
         writer.close()  # the child has its own copy; ours would keep the pipe open after it exits
         child.link = reader
-        child.error = None
         child.process = proc
         child.state = "running"
         child.started_at = time.monotonic()
@@ -192,12 +192,14 @@ class Supervisor:
                 os.kill(proc.pid, signal.SIGTERM)
 
     def _read_link(self, child: Child) -> None:
-        """Take what the child reported over its Link: its start-up error (and, with issue 18, its
-        heartbeat). At its end (the child exited) the link is closed."""
+        """Take what the child reported over its Link: that it started, or why it could not (and,
+        with issue 18, its heartbeat). At its end (the child exited) the link is closed."""
         if child.link is None:
             return
         try:
             for message in read_link(child.link):
+                if message.get("started") is True:
+                    child.error = None
                 if isinstance(message.get("error"), str):
                     child.error = message["error"]
         except (EOFError, OSError):
