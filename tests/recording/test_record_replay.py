@@ -20,7 +20,7 @@ import pytest
 import simplejpeg
 import zmq
 
-from tests.helpers import ROOT, Children, wait_for
+from tests.helpers import Children, wait_for
 from zmqcam import Subscriber, sources
 from zmqcam.bus.status import collect_status
 from zmqcam.cli.main import main as cli_main
@@ -36,7 +36,6 @@ from zmqcam.sources.synthetic import SyntheticSource, scene_offsets
 from zmqcam.stitcher import run_stitcher
 
 #: subprocesses import this checkout's zmqcam, whatever the working directory
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 def run_replay_grabber(config: Config, name: str) -> None:
@@ -57,6 +56,12 @@ def replay_config(config: Config, recording: Path) -> Config:
 def write_config(config: Config, path: Path) -> Path:
     path.write_text(render_toml(config.model_dump(mode="json", exclude_defaults=True)))
     return path
+
+
+def start_recorder(config: Config, config_path: Path, rec: Path) -> subprocess.Popen[str]:
+    """``python -m zmqcam.record -c CONFIG REC`` as a user starts it, its output piped."""
+    command = [sys.executable, "-m", "zmqcam.record", "-c", str(write_config(config, config_path)), str(rec)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def start_rig(config: Config, children: Children, target: Callable[..., None], stitcher: bool = False) -> list[Any]:
@@ -94,13 +99,7 @@ def test_replay_of_a_recorded_rig_stitches_to_the_same_panoramas(
     names = [c.name for c in config.camera]
     live = start_rig(config, children, run_grabber)
     rec = tmp_path / "rec"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "zmqcam.record", "-c", str(write_config(config, tmp_path / "rig.toml")), str(rec)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-    )
+    proc = start_recorder(config, tmp_path / "rig.toml", rec)
     try:
         wait_for(lambda: all(index_lines(rec / f"{n}.idx.csv") >= 20 for n in names), 20, message="20 frames each")
         proc.send_signal(signal.SIGINT)
@@ -212,13 +211,7 @@ def test_recorder_survives_a_camera_dropping_out_and_a_kill_leaves_a_valid_prefi
     config = make_config(cameras=2, camera={"fps": 10.0, "idle_timeout": 1.0})
     procs = start_rig(config, children, run_grabber)
     rec = tmp_path / "rec"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "zmqcam.record", "-c", str(write_config(config, tmp_path / "rig.toml")), str(rec)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-    )
+    proc = start_recorder(config, tmp_path / "rig.toml", rec)
     try:
         wait_for(lambda: index_lines(rec / "cam1.idx.csv") >= 5, 20, message="cam1 recording")
         os.kill(procs[1].pid, signal.SIGKILL)
@@ -419,7 +412,6 @@ def test_daemon_started_with_replay_toml_serves_the_recording(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=ENV,
         start_new_session=True,
     )
     try:
