@@ -7,7 +7,7 @@ Every fault of the issue and the test that proves it (the README "Guarantees" se
 paths are under ``tests/``, bare names are in this module)::
 
     grabber SIGKILLed; a Subscriber of that camera gets frames again
-        -> test_daemon.py::test_killed_grabber_is_restarted_and_its_frames_return
+        -> supervisor/test_daemon.py::test_killed_grabber_is_restarted_and_its_frames_return
     grabber SIGKILLed; its panorama slot and its HTTP viewer come back
         -> test_killed_grabber_is_restarted_and_its_panorama_slot_comes_back
     grabber of a one-client ESP32 SIGKILLed mid-stream: it gets the camera back
@@ -17,17 +17,17 @@ paths are under ``tests/``, bare names are in this module)::
     bridge SIGKILLed; HTTP viewers reconnect on the same port, live
         -> test_killed_bridge_is_restarted_and_viewers_reconnect_on_the_same_port
     a child that crashes at every start: budget, the rest serve
-        -> test_daemon.py::test_crash_looping_child_exhausts_its_budget_and_the_rest_keep_serving
+        -> supervisor/test_daemon.py::test_crash_looping_child_exhausts_its_budget_and_the_rest_keep_serving
     camera killed (powered off mid-stream), NO SIGNAL, backoff, back
-        -> test_cameras_e2e.py::test_killed_camera_shows_no_signal_backs_off_and_comes_back
+        -> sources/test_cameras_e2e.py::test_killed_camera_shows_no_signal_backs_off_and_comes_back
     camera stalled (mid-JPEG, then silent)
-        -> test_cameras_e2e.py::test_stalled_camera_times_out_and_the_grabber_is_not_frozen
+        -> sources/test_cameras_e2e.py::test_stalled_camera_times_out_and_the_grabber_is_not_frozen
     camera flapping every second
         -> test_flapping_camera_never_disturbs_the_rest_and_is_live_once_it_settles
     corrupt and truncated JPEGs
-        -> test_cameras_e2e.py::test_corrupt_and_truncated_jpegs_are_counted_and_skipped
+        -> sources/test_cameras_e2e.py::test_corrupt_and_truncated_jpegs_are_counted_and_skipped
     wrong resolution, changed mid-stream
-        -> test_cameras_e2e.py::test_resolution_change_is_followed_and_the_panorama_keeps_its_size
+        -> sources/test_cameras_e2e.py::test_resolution_change_is_followed_and_the_panorama_keeps_its_size
     wrong resolution from the start
         -> test_rig_with_cameras_broken_from_the_start_serves_the_rest
     camera that never answers at start (accepts TCP, says nothing)
@@ -35,13 +35,13 @@ paths are under ``tests/``, bare names are in this module)::
     camera whose port has nothing listening at start
         -> test_rig_with_cameras_broken_from_the_start_serves_the_rest
     camera held by another client (accepted, left waiting)
-        -> test_cameras_e2e.py::test_busy_camera_is_reported_busy_not_hung
+        -> sources/test_cameras_e2e.py::test_busy_camera_is_reported_busy_not_hung
     Subscriber of a camera SIGKILLed: demand released, camera sleeps
-        -> test_grabber.py::test_sigkilled_subscriber_releases_demand
+        -> grabber/test_grabber.py::test_sigkilled_subscriber_releases_demand
     Subscriber of pano SIGKILLed: the stitcher lets the cameras sleep
         -> test_sigkilled_pano_subscriber_lets_the_cameras_sleep
     daemon pid SIGKILLed: children exit, next start over the pid file
-        -> test_daemon.py::test_sigkilled_daemon_leaves_nothing_that_blocks_the_next_start
+        -> supervisor/test_daemon.py::test_sigkilled_daemon_leaves_nothing_that_blocks_the_next_start
     daemon and children SIGKILLed: stale files; a Subscriber recovers
         -> test_whole_daemon_sigkilled_restarts_over_stale_files_and_a_subscriber_recovers
 
