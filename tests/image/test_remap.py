@@ -1,4 +1,4 @@
-"""The one-remap-per-camera stitcher (zmqcam.remap) against the original rotate/warp/crop/hconcat pipeline."""
+"""The one-remap-per-camera stitcher (zmqcam.image.remap) against the original rotate/warp/crop/hconcat pipeline."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 The scene is one infinite plane in *panorama coordinates*: scene pixel (x, y) is what the stitched
 panorama shows at column x, row y (the panorama is rows 0 .. height-1 of it). Each camera sees it
-through the inverse of its configured rotation and perspective (``zmqcam.remap.camera_view_map``),
+through the inverse of its configured rotation and perspective (``zmqcam.image.remap.camera_view_map``),
 so stitching the synthetic cameras' frames with their own config reconstructs the scene: the
 built-in default config shows a working panorama with no hardware at all, and tests can compare the
 panorama with the ground truth ``render_scene``.

@@ -2,7 +2,7 @@
 
 It subscribes to the grabbers' ``raw`` topics only while someone subscribes to its own ``pano``
 topics, so "nobody watches" reaches the grabbers as "no subscribers" and they power down. Each
-panorama is composed with the precomputed remap tables (``zmqcam.remap``) and JPEG-encoded once, and
+panorama is composed with the precomputed remap tables (``zmqcam.image.remap``) and JPEG-encoded once, and
 only while ``pano jpeg`` has subscribers.
 
 Pacing: a panorama is emitted when every live camera has delivered a new frame since the last one,
