@@ -4,6 +4,8 @@ and loading the config they name, and finding the running daemon."""
 from __future__ import annotations
 
 import argparse
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from zmqcam.config import Config, config_file, resolve_config
@@ -44,6 +46,16 @@ def load_args_config(args: argparse.Namespace, check_keys: bool = True) -> tuple
     if getattr(args, "port", None) is not None:
         config = config.model_copy(update={"http": config.http.model_copy(update={"port": args.port})})
     return config, (str(Path(path).resolve()) if path else None)
+
+
+def until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    """Poll ``predicate`` every ``interval`` seconds for up to ``timeout``; whether it came true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
 
 
 def running_pid(config: Config) -> int:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import time
 
-from zmqcam.cli.common import Subparsers, add_daemon_arguments, load_args_config
+from zmqcam.cli.common import Subparsers, add_daemon_arguments, load_args_config, until
 from zmqcam.config import Config
 from zmqcam.errors import UsageError
 from zmqcam.names import ALL_PARTS, LOG_FILE, PARTS
@@ -38,16 +37,17 @@ def _detach(args: argparse.Namespace, config: Config) -> int:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True, close_fds=True
         )
-    deadline = time.monotonic() + DETACH_TIMEOUT
-    while time.monotonic() < deadline:
+
+    def up() -> bool:
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
             raise UsageError(tail[0] if tail else f"zmqcam-daemon: failed to start (exit {proc.returncode})")
-        if daemon_running(config.run_dir) == proc.pid:
-            print(f"zmqcam: started in the background (pid {proc.pid}); log: {log_path}")
-            return 0
-        time.sleep(0.1)
-    raise UsageError(f"zmqcam-daemon: not up after {DETACH_TIMEOUT:.0f} s; see {log_path}")
+        return daemon_running(config.run_dir) == proc.pid
+
+    if not until(up, DETACH_TIMEOUT):
+        raise UsageError(f"zmqcam-daemon: not up after {DETACH_TIMEOUT:.0f} s; see {log_path}")
+    print(f"zmqcam: started in the background (pid {proc.pid}); log: {log_path}")
+    return 0
 
 
 def add_command(subparsers: Subparsers) -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import time
 
-from zmqcam.cli.common import Subparsers, add_daemon_arguments, load_args_config, running_pid
+from zmqcam.cli.common import Subparsers, add_daemon_arguments, load_args_config, running_pid, until
 from zmqcam.errors import UsageError
 from zmqcam.supervisor.run_dir import daemon_running
 
@@ -16,13 +15,10 @@ def cmd_stop(args: argparse.Namespace) -> int:
     config, _ = load_args_config(args, check_keys=False)  # the daemon checked them when it started
     pid = running_pid(config)
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline:
-        if daemon_running(config.run_dir) is None:
-            print(f"zmqcam: stopped (pid {pid})")
-            return 0
-        time.sleep(0.1)
-    raise UsageError(f"zmqcam-daemon: pid {pid} did not stop within {args.timeout:.0f} s")
+    if not until(lambda: daemon_running(config.run_dir) is None, args.timeout):
+        raise UsageError(f"zmqcam-daemon: pid {pid} did not stop within {args.timeout:.0f} s")
+    print(f"zmqcam: stopped (pid {pid})")
+    return 0
 
 
 def add_command(subparsers: Subparsers) -> None:
