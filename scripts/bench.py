@@ -32,18 +32,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-SCRIPTS = Path(__file__).resolve().parent
-ROOT = SCRIPTS.parent
-for p in (str(ROOT), str(SCRIPTS)):
-    if p not in sys.path:
-        sys.path.insert(0, p)
-
-import numpy as np  # noqa: E402
-from bench_common import (  # noqa: E402
+import numpy as np
+from bench_common import (
+    SCRIPTS,
     CpuMeter,
     Daemon,
-    fake_camera_config,
-    free_port,
     http_json,
     process_tree,
     ratio,
@@ -53,6 +46,8 @@ from bench_common import (  # noqa: E402
     summary,
     system_busy,
 )
+
+from zmqcam.testing.daemon import fake_camera_config, free_port
 
 FPS = 30.0
 

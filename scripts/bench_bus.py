@@ -1,6 +1,6 @@
 """Section 2: the frame bus. 640x480 raw frames, one publisher, 1 and 4 subscribers, ipc and tcp.
 
-zmqcam (``bus.make_publisher`` + ``protocol.send_frame``, read with ``zmqcam.Subscriber``) against
+zmqcam (``sockets.make_publisher`` + ``protocol.send_frame``, read with ``zmqcam.Subscriber``) against
 imagezmq 1.2 in PUB/SUB mode (``ImageSender(REQ_REP=False)`` / ``ImageHub(REQ_REP=False)``, its
 defaults) and, for the slow reader, plain pyzmq PUB/SUB with SNDHWM = RCVHWM = 2. Every publisher
 and subscriber is its own process (fork), so the figures include no GIL sharing.
@@ -19,10 +19,9 @@ import time
 from typing import Any
 
 import numpy as np
-from bench_common import ROOT, free_port, summary
+from bench_common import summary
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from zmqcam.testing.daemon import free_port
 
 W, H = 640, 480
 FRAME_BYTES = W * H * 3
@@ -44,16 +43,16 @@ def _publisher(
     sent = 0
     try:
         if impl == "zmqcam":
-            from zmqcam import bus, protocol
+            from zmqcam.bus import protocol, sockets
 
             ctx = zmq.Context()
-            pub = bus.make_publisher(ctx, [endpoint])
-            demand = bus.Demand()
+            pub = sockets.make_publisher(ctx, [endpoint])
+            demand = sockets.Demand()
             topic = protocol.topic(STREAM, protocol.RAW)
             deadline = time.monotonic() + 15
             while demand.subscribers(topic) < nsubs and time.monotonic() < deadline:
                 if pub.poll(100):
-                    bus.drain_subscriptions(pub, demand)
+                    sockets.drain_subscriptions(pub, demand)
 
             def send(seq: int) -> None:
                 protocol.send_frame(pub, STREAM, protocol.RAW, seq, time.time_ns(), image, W, H)

@@ -1,4 +1,5 @@
-"""Shared helpers of scripts/bench.py: statistics, /proc accounting, the daemon under test, TOML output.
+"""Shared helpers of scripts/bench.py: statistics, /proc accounting, the daemon under test (on
+``zmqcam.testing.daemon``, which the tests use too).
 
 Loopback only; every process started here is stopped by its own pid (and its own session).
 """
@@ -10,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,16 +19,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from zmqcam.config.toml import render_toml
+from zmqcam.testing.daemon import DaemonProcess, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def quantile(values: list[float], q: float) -> float | None:
@@ -139,36 +136,6 @@ class CpuMeter:
 # TOML (just enough for a zmqcam config dict)
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"cannot write {type(v).__name__} as TOML")
-
-
-def to_toml(data: dict[str, Any]) -> str:
-    lines = []
-    for key, value in data.items():
-        if isinstance(value, dict):
-            lines.append(f"[{key}]")
-            lines.extend(f"{k} = {_toml_value(v)}" for k, v in value.items())
-        elif isinstance(value, list) and value and all(isinstance(x, dict) for x in value):
-            for item in value:
-                lines.append(f"[[{key}]]")
-                lines.extend(f"{k} = {_toml_value(v)}" for k, v in item.items())
-        else:
-            lines.insert(0, f"{key} = {_toml_value(value)}")
-        lines.append("")
-    return "\n".join(lines)
-
-
 # ---------------------------------------------------------------------------------------------
 # the daemon under test
 
@@ -179,7 +146,7 @@ def http_json(port: int, path: str, timeout: float = 2.0) -> Any:
 
 
 class Daemon:
-    """``python -m zmqcam.cli start`` in its own session, with a generated config and run dir."""
+    """``zmqcam-daemon start`` in its own session, with a generated config and run dir, logging to a file."""
 
     def __init__(self, config: dict[str, Any], log_level: str = "warning") -> None:
         self.tmp = tempfile.mkdtemp(prefix="zb")
@@ -188,28 +155,12 @@ class Daemon:
         config = dict(config)
         config["daemon"] = {"run_dir": self.run_dir, "log_level": log_level}
         self.config_path = os.path.join(self.tmp, "bench.toml")
-        Path(self.config_path).write_text(to_toml(config))
+        Path(self.config_path).write_text(render_toml(config))
         self.log_path = os.path.join(self.tmp, "daemon.log")
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "zmqcam.cli",
-                "start",
-                "-c",
-                self.config_path,
-                "--run-dir",
-                self.run_dir,
-                "--port",
-                str(self.port),
-            ],
-            cwd=str(ROOT),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        args = ["-c", self.config_path, "--run-dir", self.run_dir, "--port", str(self.port)]
+        self.process = DaemonProcess(args, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = self.process.proc
 
     @property
     def pid(self) -> int:
@@ -255,14 +206,7 @@ class Daemon:
             return ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: only what it started
-                self.proc.wait(timeout=5)
+        self.process.terminate(timeout=10)
         self._log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -313,30 +257,6 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
-
-
-def fake_camera_config(stream_ports: list[int], idle_timeout: float) -> dict[str, Any]:
-    """The original deployment's geometry, each camera a fake ESP32-CAM MJPEG stream on loopback."""
-    from zmqcam.config import ORIGINAL_GEOMETRY
-
-    cams = []
-    for i, (g, sp) in enumerate(zip(ORIGINAL_GEOMETRY, stream_ports, strict=True)):
-        cams.append(
-            {
-                "name": f"cam{i}",
-                "source": f"http://127.0.0.1:{sp}/stream",
-                "kind": "mjpeg",
-                "rotate": g["rotate"],
-                "perspective": {
-                    "src": [[float(x), float(y)] for x, y in g["src"]],
-                    "width": g["width"],
-                    "height": 250,
-                },
-                "crop": {"front": g["crop"][0], "back": g["crop"][1]},
-                "idle_timeout": idle_timeout,
-            }
-        )
-    return {"camera": cams, "http": {"max_clients": 1000}}
 
 
 def system_busy() -> tuple[float, float]:

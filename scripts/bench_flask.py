@@ -16,24 +16,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import threading
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import cv2
+import numpy as np
+from flask import Flask, Response
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from bench_common import fake_camera_config  # noqa: E402
-from flask import Flask, Response  # noqa: E402
-
-from zmqcam.config import default_config, from_dict  # noqa: E402
-from zmqcam.remap import original_pipeline  # noqa: E402
-from zmqcam.sources.mjpeg import MjpegSource  # noqa: E402
-from zmqcam.sources.synthetic import SyntheticSource, scene_offsets  # noqa: E402
+from zmqcam.config import default_config, from_dict
+from zmqcam.sources.mjpeg import MjpegSource
+from zmqcam.sources.synthetic import SyntheticSource, scene_offsets
+from zmqcam.testing.daemon import fake_camera_config
+from zmqcam.testing.reference import original_pipeline
 
 app = Flask(__name__)
 now_frame = None

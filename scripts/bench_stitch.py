@@ -10,8 +10,9 @@ import numpy as np
 import simplejpeg
 
 from zmqcam.config import default_config
-from zmqcam.remap import PanoramaComposer, original_pipeline
+from zmqcam.image.remap import PanoramaComposer
 from zmqcam.sources.synthetic import SyntheticSource, scene_offsets
+from zmqcam.testing.reference import original_pipeline
 
 
 def source_frames(n: int) -> tuple[list[Any], list[list[np.ndarray]]]:

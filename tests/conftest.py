@@ -1,12 +1,10 @@
-"""Shared fixtures: short-lived run dirs, real child processes, leak-checked ZeroMQ contexts."""
+"""Shared fixtures: short-lived run dirs, configs, real child processes and daemons, leak-checked
+ZeroMQ contexts, fake ESP32-CAMs and RTSP servers. Helpers are in ``tests.helpers``."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import shutil
-import signal
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -16,11 +14,10 @@ from typing import Any
 import pytest
 import zmq
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from daemon_helpers import Daemon
-
+from tests.helpers import Children, Daemon, require_rtsp
 from zmqcam.config import Config, default_config_dict, from_dict
+from zmqcam.testing.fakecam import FakeCam
+from zmqcam.testing.rtsp_server import RtspServer
 
 
 @pytest.fixture
@@ -65,8 +62,6 @@ def fakes() -> Iterator[Callable[..., Any]]:
     """A factory of started fake ESP32-CAMs (``fakes(fps=10, size=(320, 240))``, arguments of
     ``zmqcam.testing.fakecam.FakeCam``), all stopped at teardown and checked for errors in their
     threads."""
-    from zmqcam.testing.fakecam import FakeCam
-
     started: list[FakeCam] = []
 
     def start(**kwargs: Any) -> FakeCam:
@@ -84,6 +79,40 @@ def fakes() -> Iterator[Callable[..., Any]]:
 
 
 @pytest.fixture
+def fakecam() -> Iterator[FakeCam]:
+    """A fake ESP32-CAM at 640x480, 20 fps, on free ports of 127.0.0.1."""
+    cam = FakeCam(fps=20.0)
+    cam.start()
+    try:
+        yield cam
+    finally:
+        start = time.monotonic()
+        cam.stop()
+        assert time.monotonic() - start < 1.5, "FakeCam.stop() must be prompt"
+        assert cam.errors == [], cam.errors
+
+
+@pytest.fixture
+def rtsp_server() -> Iterator[Callable[..., RtspServer]]:
+    """A factory: ``rtsp_server(codec="mjpeg", size=(640, 480), fps=15)`` starts a server (skipping
+    where GStreamer's RTSP server is missing, failing in CI: ``require_rtsp``); all are stopped at
+    teardown."""
+    servers: list[RtspServer] = []
+
+    def start(codec: str = "mjpeg", **kwargs: Any) -> RtspServer:
+        require_rtsp(codec)
+        server = RtspServer(codec=codec, **kwargs)
+        servers.append(server)
+        return server.start()
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
 def daemons() -> Iterator[list[Daemon]]:
     started: list[Daemon] = []
     yield started
@@ -94,59 +123,8 @@ def daemons() -> Iterator[list[Daemon]]:
             d.proc.communicate()
 
 
-class Children:
-    """Child processes started with the spawn method, stopped and reaped after the test."""
-
-    def __init__(self) -> None:
-        self.procs: list[multiprocessing.process.BaseProcess] = []
-        self._mp = multiprocessing.get_context("spawn")
-
-    def start(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> multiprocessing.process.BaseProcess:
-        proc = self._mp.Process(target=target, args=args, kwargs=kwargs, daemon=True)
-        proc.start()
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, proc: multiprocessing.process.BaseProcess, timeout: float = 5.0) -> None:
-        if proc.is_alive() and proc.pid is not None:
-            os.kill(proc.pid, signal.SIGTERM)
-        proc.join(timeout)
-        if proc.is_alive() and proc.pid is not None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.join(2)
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            self.stop(proc)
-
-
 @pytest.fixture
 def children() -> Iterator[Children]:
     kids = Children()
     yield kids
     kids.stop_all()
-
-
-#: CI (.ci/run) installs every system package the tests use, so there a missing one is a failure
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def needs(available: bool, reason: str) -> None:
-    """Skip the calling test when a system tool it needs is missing, saying which; fail in CI."""
-    if available:
-        return
-    if IN_CI:
-        pytest.fail(f"{reason}; .ci/run installs it, so in CI it must be there")
-    pytest.skip(reason)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, message: str = "") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message or predicate}")
-        time.sleep(interval)

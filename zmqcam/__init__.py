@@ -4,10 +4,23 @@ Grab each camera once, stitch once, serve many: programs over ZeroMQ (``Subscrib
 MJPEG/HTTP. See README.md.
 """
 
+from zmqcam.bus.protocol import Frame
 from zmqcam.client import Camera, Subscriber
 from zmqcam.config import CameraConfig, Config, default_config, load_config
-from zmqcam.errors import ConfigError, CorruptFrame, ProtocolError, SourceBusy, SourceError, SourceTimeout, ZmqcamError
-from zmqcam.protocol import Frame
+from zmqcam.errors import (
+    ConfigError,
+    CorruptFrame,
+    NotRunning,
+    ProtocolError,
+    RecordingError,
+    SourceBusy,
+    SourceEnded,
+    SourceError,
+    SourceTimeout,
+    StartError,
+    UsageError,
+    ZmqcamError,
+)
 
 __version__ = "0.1.0"
 
@@ -18,11 +31,16 @@ __all__ = [
     "ConfigError",
     "CorruptFrame",
     "Frame",
+    "NotRunning",
     "ProtocolError",
+    "RecordingError",
     "SourceBusy",
+    "SourceEnded",
     "SourceError",
     "SourceTimeout",
+    "StartError",
     "Subscriber",
+    "UsageError",
     "ZmqcamError",
     "__version__",
     "default_config",

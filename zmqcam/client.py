@@ -25,20 +25,19 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from zmqcam import bus, protocol, security
-from zmqcam.config import Config, default_config, load_config
+from zmqcam.bus import curve, protocol, sockets
+from zmqcam.config import Config, resolve_config
 from zmqcam.errors import ProtocolError
+from zmqcam.names import PANO
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONFIG_PATH = Path("config") / "zmqcam.toml"
 #: monitor events that mean "connected, but the security handshake failed"
 _HANDSHAKE_FAILED = (
     zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
@@ -47,23 +46,12 @@ _HANDSHAKE_FAILED = (
 _DRAIN_LIMIT = 64
 
 
-def resolve_config(config: Config | str | os.PathLike[str] | None = None) -> Config:
-    """The config a client or the daemon uses when none is named: ./config/zmqcam.toml, else built-in."""
-    if isinstance(config, Config):
-        return config
-    if config is not None:
-        return load_config(config)
-    if DEFAULT_CONFIG_PATH.is_file():
-        return load_config(DEFAULT_CONFIG_PATH)
-    return default_config()
-
-
 def stream_endpoint(config: Config, stream: str) -> str:
     """The endpoint a consumer connects to for ``stream`` ("pano" or a camera name)."""
     try:
         return config.consumer_endpoint(stream)
     except KeyError:
-        names = ", ".join([protocol.PANO] + [c.name for c in config.camera])
+        names = ", ".join([PANO] + [c.name for c in config.camera])
         raise ValueError(f"no stream named {stream!r} (known: {names})") from None
 
 
@@ -78,7 +66,7 @@ class Subscriber:
 
     def __init__(
         self,
-        stream: str = protocol.PANO,
+        stream: str = PANO,
         *,
         kind: str = protocol.RAW,
         endpoint: str | None = None,
@@ -94,14 +82,14 @@ class Subscriber:
         self.stream = stream
         self.kind = kind
         #: CURVE keys for a tcp endpoint: given explicitly, else the config's (when a config is used)
-        self._curve: security.ClientKeys | None = None
+        self._curve: curve.ClientKeys | None = None
         if server_key is not None and client_key is not None:
-            self._curve = security.load_client_keys(server_key, client_key)
+            self._curve = curve.load_client_keys(server_key, client_key)
         if endpoint is None or config is not None:
             resolved = resolve_config(config)
             endpoint = endpoint or stream_endpoint(resolved, stream)
             if self._curve is None:
-                self._curve = security.client_keys(resolved)
+                self._curve = curve.client_keys(resolved)
         self.endpoint = endpoint
         self.topic = protocol.topic(stream, kind)
         self._ctx = context or zmq.Context.instance()
@@ -136,12 +124,12 @@ class Subscriber:
 
     def _receive_loop(self) -> None:
         monitor: zmq.Socket[Any] | None = None
-        sock = bus.make_subscriber(self._ctx, [], [self.topic])
+        sock = sockets.make_subscriber(self._ctx, [], [self.topic])
         try:
-            if not bus.is_local(self.endpoint):
+            if not sockets.is_local(self.endpoint):
                 # watched from before the first connection: a refused key is otherwise silence
                 monitor = sock.get_monitor_socket(_HANDSHAKE_FAILED)
-            bus.connect(sock, [self.endpoint], self._curve)
+            sockets.connect(sock, [self.endpoint], self._curve)
         except (zmq.ZMQError, ValueError) as exc:
             self._start_error = exc
             self._started.set()
@@ -193,18 +181,12 @@ class Subscriber:
             why = "the security handshake failed: is server_key the rig's server.key?"
         log.warning("%s %s: %s", self.stream, self.endpoint, why)
 
+    def _malformed(self, exc: ProtocolError) -> None:
+        self.malformed += 1
+
     def _drain(self, sock: zmq.Socket[Any]) -> protocol.Frame | None:
         newest = None
-        for _ in range(_DRAIN_LIMIT):
-            try:
-                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                break
-            try:
-                frame = protocol.decode(parts)
-            except ProtocolError:
-                self.malformed += 1
-                continue
+        for frame in sockets.pending_frames(sock, _DRAIN_LIMIT, self._malformed):
             self.received += 1
             if newest is not None:
                 self.skipped += 1
@@ -267,7 +249,7 @@ class Camera:
 
     def __init__(
         self,
-        stream: str = protocol.PANO,
+        stream: str = PANO,
         *,
         config: Config | str | os.PathLike[str] | None = None,
         endpoint: str | None = None,

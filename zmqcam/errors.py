@@ -1,13 +1,21 @@
-"""Exceptions raised by zmqcam.
+"""Exceptions raised by zmqcam: the whole tree, so that a caller can tell a user's mistake from a bug.
 
 ZmqcamError
 ├── ConfigError          a config file is invalid; ``.lines`` holds one message per problem
 ├── ProtocolError        a bus message is malformed (callers count it and drop it)
-└── SourceError          a camera misbehaved; the grabber reconnects with backoff
-    ├── SourceTimeout    connect or read took longer than its timeout
-    ├── SourceBusy       the camera accepted us but serves someone else (ESP32: one client)
-    ├── SourceEnded      a file or recording with loop = false played to its end (not a loss)
-    └── CorruptFrame     one frame was bad; skip it, keep the connection
+├── SourceError          a camera misbehaved; the grabber reconnects with backoff
+│   ├── SourceTimeout    connect or read took longer than its timeout
+│   ├── SourceBusy       the camera accepted us but serves someone else (ESP32: one client)
+│   ├── SourceEnded      a file or recording with loop = false played to its end (not a loss)
+│   └── CorruptFrame     one frame was bad; skip it, keep the connection
+├── StartError           something the user can fix keeps the daemon (or one of its processes) from starting
+├── RecordingError       a recording is missing or unreadable
+└── UsageError           a command-line mistake: one line on stderr, exit 1
+    └── NotRunning       the command needs a running daemon and there is none: exit 3
+
+Every one of them is a user's mistake or a camera's, never a bug: the CLI prints them as one line
+(``zmqcam.cli.main.dispatch``), a child process logs them as one line and reports them to the
+supervisor (``zmqcam.process``), and nobody sees a traceback for them.
 """
 
 from __future__ import annotations
@@ -48,3 +56,20 @@ class SourceEnded(SourceError):
 
 class CorruptFrame(SourceError):
     """One frame was unusable (bad JPEG, wrong length); the connection stays up."""
+
+
+class StartError(ZmqcamError):
+    """A problem the user can fix that prevents the daemon, or one of its processes, from starting
+    (a port in use, a run_dir owned by someone else, a key file that vanished); one line."""
+
+
+class RecordingError(ZmqcamError):
+    """A recording is missing or unreadable."""
+
+
+class UsageError(ZmqcamError):
+    """A command-line mistake; the command prints it as one line and exits 1."""
+
+
+class NotRunning(UsageError):
+    """The command needs a running daemon and none holds the run_dir; exit 3 (LSB "not running")."""

@@ -1,21 +1,180 @@
-"""The thin shell every zmqcam child process shares: title, logging and stop signals."""
+"""The one shell every zmqcam child process runs in: the grabbers, the stitcher and the bridge.
+
+``run_child`` does, in this order, what each child needs around its work:
+
+1. names the process (``ps`` shows ``zmqcam:grabber:cam0``), logs to stderr, turns SIGTERM/SIGINT
+   into ``Shutdown`` and asks Linux to stop it when the supervisor dies (pdeathsig);
+2. makes the child's ZeroMQ context (sockets belong to the process that uses them) and, for a
+   child that publishes, starts the CURVE authenticator before any socket binds;
+3. builds the worker, a class a test can also run in-process, and runs it until ``Shutdown``;
+4. closes the worker, stops the authenticator and terminates the context.
+
+A start-up failure the user can cause (a key file that vanished after the config loaded, a port
+taken meanwhile, a TLS file that became unreadable) is a ``StartError`` or ``ConfigError``, or a
+ZeroMQ/OS error while the worker is built: it becomes one line, without a traceback, reported to
+the supervisor over the child's ``Link`` (the supervisor logs it and shows it as the child's
+``error`` in ``zmqcam-daemon status``), and the child exits with ``EXIT_START_FAILED``. A bug still
+crashes with its traceback, and the supervisor restarts the child either way.
+
+The ``Link`` is the child's one line to its supervisor, a one-way pipe: today it carries "started"
+(the worker is built) and the start-up error; it is where a per-child heartbeat belongs too (issue
+18), sent from the worker's loop through the same ``Link`` and read by the supervisor beside them.
+"""
 
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import multiprocessing
 import os
 import signal
 import sys
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
 from types import FrameType
+from typing import Any, Protocol
+
+import zmq
+
+from zmqcam.bus import curve
+from zmqcam.config import Config
+from zmqcam.errors import ConfigError, StartError
+from zmqcam.names import process_title
+
+log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(processName)s: %(message)s"
+#: a child's exit status when it could not start for a reason it reported (sysexits' EX_CONFIG)
+EXIT_START_FAILED = 78
 
 
 class Shutdown(BaseException):
     """Raised in the main thread by SIGTERM/SIGINT so blocking calls unwind promptly."""
+
+
+class Worker(Protocol):
+    """What a child process runs: built by ``run_child``'s ``start``, run until ``Shutdown``."""
+
+    def run(self) -> None: ...
+
+    def close(self) -> None:
+        """Release everything the worker holds (sockets, threads). Idempotent."""
+
+    def can_term(self) -> bool:
+        """Whether every socket of the context is closed, so that terminating it cannot block."""
+
+
+#: a message on a Link is a small JSON object; anything longer is not one of ours
+MAX_LINK_MESSAGE = 4096
+
+
+class Link:
+    """The child's end of its line to the supervisor (None when it runs without one, as in tests).
+    Messages are small JSON objects, sent as bytes (never pickled); the supervisor reads them with
+    ``read_link``."""
+
+    def __init__(self, conn: Connection | None) -> None:
+        self._conn = conn
+
+    def _send(self, message: dict[str, Any]) -> bool:
+        if self._conn is None:
+            return False
+        try:
+            self._conn.send_bytes(json.dumps(message).encode()[:MAX_LINK_MESSAGE])
+        except OSError:  # the supervisor is gone; pdeathsig stops this process anyway
+            return False
+        return True
+
+    def started(self) -> bool:
+        """Tell the supervisor the worker is built: a start-up error it showed is over."""
+        return self._send({"started": True})
+
+    def start_failed(self, reason: str) -> bool:
+        """Tell the supervisor why this child cannot start; False when nobody listens."""
+        return self._send({"error": reason[: MAX_LINK_MESSAGE // 2]})
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def read_link(conn: Connection) -> Iterator[dict[str, Any]]:
+    """The messages waiting on the supervisor's end of a Link, without blocking. EOFError once the
+    child closed its end (it exited); a message that is not a JSON object is skipped."""
+    while conn.poll():
+        try:
+            message = json.loads(conn.recv_bytes(MAX_LINK_MESSAGE))
+        except (ValueError, OSError):  # OSError: longer than any message of ours
+            continue
+        if isinstance(message, dict):
+            yield message
+
+
+#: what a user can cause while a child starts (see the module docstring); anything else is a bug
+_START_PROBLEMS = (StartError, ConfigError, zmq.ZMQError, OSError)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ConfigError):
+        return "; ".join(exc.lines)
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def run_child(
+    name: str,
+    config: Config,
+    start: Callable[[Any], Worker],
+    *,
+    context: Callable[[], Any] | None = zmq.Context,
+    publishes: bool = False,
+    link: Connection | None = None,
+) -> None:
+    """Run one child process: ``start(ctx)`` builds its worker on a fresh ZeroMQ context (``context``,
+    e.g. ``zmq.asyncio.Context`` for the bridge), which ``run`` then runs until SIGTERM/SIGINT. With
+    ``publishes``, the CURVE authenticator runs first. See the module docstring for failures."""
+    setup_child(process_title(name), config.daemon.log_level)
+    reporter = Link(link)
+    ctx = context() if context is not None else None
+    auth = None
+    worker: Worker | None = None
+    failed: str | None = None
+    try:
+        try:
+            if publishes and ctx is not None:
+                # before the publisher binds: with CURVE, only authorized keys may subscribe over tcp
+                auth = curve.start_authenticator(ctx, curve.server_keys(config))
+            worker = start(ctx)
+        except _START_PROBLEMS as exc:
+            failed = _reason(exc)
+        else:
+            reporter.started()
+            try:
+                worker.run()
+            except (StartError, ConfigError) as exc:  # a worker that binds as it runs (the bridge)
+                failed = _reason(exc)
+    except Shutdown:
+        pass
+    finally:
+        if worker is not None:
+            worker.close()
+        curve.stop_authenticator(auth)
+        if ctx is not None:
+            if worker is None:
+                ctx.destroy(linger=0)  # a half-built worker may have left sockets open
+            elif worker.can_term():
+                # else a thread stuck in a camera read still holds its socket: exit without term()
+                ctx.term()
+    if failed is not None:
+        if not reporter.start_failed(failed):
+            log.error("cannot start: %s", failed)
+        reporter.close()
+        sys.exit(EXIT_START_FAILED)
+    reporter.close()
 
 
 def _raise_shutdown(signum: int, frame: FrameType | None) -> None:

@@ -20,13 +20,14 @@ import pytest
 import requests
 import simplejpeg
 import zmq
-from conftest import Children, wait_for
 
-from zmqcam import Subscriber, bus, protocol
+from tests.helpers import Children, wait_for
+from zmqcam import Subscriber
+from zmqcam.bridge import read_announce, run_bridge
+from zmqcam.bus import protocol, sockets
+from zmqcam.bus.status import collect_status
 from zmqcam.config import Config
 from zmqcam.grabber import run_grabber
-from zmqcam.http import read_announce, run_bridge
-from zmqcam.status import collect_status
 from zmqcam.stitcher import run_stitcher
 
 
@@ -60,7 +61,7 @@ def good_jpeg(stream: str, seq: int, jpeg: bytes, width: int, height: int) -> li
 def impostor(ctx: zmq.Context[Any], endpoint: str) -> zmq.Socket[Any]:
     """An XPUB at ``endpoint`` with a deep queue: a broken peer is not bound by our small HWMs, and
     the good frame sent after each burst of garbage must not be the one dropped."""
-    pub = bus.make_publisher(ctx, [])
+    pub = sockets.make_publisher(ctx, [])
     pub.setsockopt(zmq.SNDHWM, 1000)
     pub.bind(endpoint)
     return pub
@@ -78,7 +79,7 @@ def test_stitcher_survives_garbage_from_its_cameras(
     config = make_config(cameras=2, stitch={"stale_after": 1.0})
     impostors = [impostor(ctx, config.camera_endpoint(cam)) for cam in config.camera]
     stitcher = children.start(run_stitcher, config)
-    demand = [bus.Demand() for _ in impostors]
+    demand = [sockets.Demand() for _ in impostors]
     live_panoramas = 0
     seq = 0
     try:
@@ -86,7 +87,7 @@ def test_stitcher_survives_garbage_from_its_cameras(
             deadline = time.monotonic() + 20
             while live_panoramas < 5 and time.monotonic() < deadline:
                 for pub, d in zip(impostors, demand, strict=True):
-                    bus.drain_subscriptions(pub, d)
+                    sockets.drain_subscriptions(pub, d)
                 seq += 1
                 for cam, pub, d in zip(config.camera, impostors, demand, strict=True):
                     if not d.wants(protocol.topic(cam.name, protocol.RAW)):
@@ -120,7 +121,7 @@ def test_bridge_survives_garbage_on_a_camera_topic(
     info = wait_for(lambda: read_announce(config.run_dir), 30, message="the bridge to listen")
     url = f"http://127.0.0.1:{info['port']}"
     jpeg = simplejpeg.encode_jpeg(np.full((48, 64, 3), 200, np.uint8), colorspace="BGR")
-    demand = bus.Demand()
+    demand = sockets.Demand()
     try:
         with requests.get(url + "/stream/cam0", stream=True, timeout=10) as response:
             assert response.status_code == 200
@@ -129,7 +130,7 @@ def test_bridge_survives_garbage_on_a_camera_topic(
             deadline = time.monotonic() + 15
             seq = 0
             while body.count(jpeg) < 3 and time.monotonic() < deadline:
-                bus.drain_subscriptions(pub, demand)
+                sockets.drain_subscriptions(pub, demand)
                 if demand.wants(protocol.topic("cam0", protocol.JPEG)):
                     seq += 1
                     good = good_jpeg("cam0", seq, jpeg, 64, 48)

@@ -17,13 +17,15 @@ import pytest
 import simplejpeg
 import zmq
 import zmq.auth
-from conftest import wait_for
-from daemon_helpers import cli, free_port
 
-from zmqcam import bus, protocol, security
+from tests.helpers import cli, free_port, wait_for
+from zmqcam.bus import curve, protocol, sockets
 from zmqcam.config import ConfigError, default_config_dict, from_dict, load_config
-from zmqcam.daemon import StartError, check_ports, check_upstreams, remove_sockets
-from zmqcam.import_config import render_toml
+from zmqcam.config.keyfiles import key_dir_problems
+from zmqcam.config.toml import render_toml
+from zmqcam.errors import StartError
+from zmqcam.supervisor.roles import check_upstreams
+from zmqcam.supervisor.run_dir import check_ports, remove_sockets
 
 _JPEG = simplejpeg.encode_jpeg(np.zeros((8, 8, 3), dtype=np.uint8), colorspace="BGR")
 
@@ -32,20 +34,20 @@ _JPEG = simplejpeg.encode_jpeg(np.zeros((8, 8, 3), dtype=np.uint8), colorspace="
 def keys(tmp_path: Path) -> Path:
     """A key directory made by the real ``keygen`` code, plus one remote client "laptop"."""
     key_dir = tmp_path / "keys"
-    security.keygen(key_dir)
-    security.add_client(key_dir, "laptop")
+    curve.keygen(key_dir)
+    curve.add_client(key_dir, "laptop")
     return key_dir
 
 
-def _client(key_dir: Path, name: str) -> security.ClientKeys:
-    return security.load_client_keys(key_dir / "server.key", key_dir / f"{name}.key_secret")
+def _client(key_dir: Path, name: str) -> curve.ClientKeys:
+    return curve.load_client_keys(key_dir / "server.key", key_dir / f"{name}.key_secret")
 
 
-def _receives(sock: zmq.Socket[Any], pub: zmq.Socket[Any], demand: bus.Demand, seconds: float) -> bool:
+def _receives(sock: zmq.Socket[Any], pub: zmq.Socket[Any], demand: sockets.Demand, seconds: float) -> bool:
     """Publish for up to ``seconds`` (feeding ``demand``) and report whether ``sock`` got a message."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        bus.drain_subscriptions(pub, demand)
+        sockets.drain_subscriptions(pub, demand)
         pub.send_multipart([protocol.topic("cam0", protocol.JPEG), b"x"])
         if sock.poll(50):
             return True
@@ -54,14 +56,14 @@ def _receives(sock: zmq.Socket[Any], pub: zmq.Socket[Any], demand: bus.Demand, s
 
 def test_ipc_stays_null_while_tcp_requires_an_authorized_key(ctx: zmq.Context[Any], keys: Path, run_dir: Path) -> None:
     """One XPUB bound on ipc and tcp with CURVE, as the stitcher binds its panorama: an ipc consumer
-    needs no keys (guards the bind-order rule in bus.make_publisher: set CURVE before the ipc bind
+    needs no keys (guards the bind-order rule in sockets.make_publisher: set CURVE before the ipc bind
     and local consumers lose every frame), a tcp consumer without a key or with an unknown one gets
     nothing and is not demand, and an authorized one (keygen --client) gets frames."""
-    server = security.ServerKeys(*_server(keys), keys / "authorized")
-    auth = security.start_authenticator(ctx, server)
+    server = curve.ServerKeys(*_server(keys), keys / "authorized")
+    auth = curve.start_authenticator(ctx, server)
     ipc = f"ipc://{run_dir}/pano.sock"
     tcp = f"tcp://127.0.0.1:{free_port()}"
-    pub = bus.make_publisher(ctx, [tcp, ipc], curve=server)
+    pub = sockets.make_publisher(ctx, [tcp, ipc], curve=server)
     topic = [protocol.topic("cam0", protocol.JPEG)]
     stranger_dir = keys.parent / "stranger"
     stranger_dir.mkdir()
@@ -70,21 +72,21 @@ def test_ipc_stays_null_while_tcp_requires_an_authorized_key(ctx: zmq.Context[An
     assert stranger_key is not None
     subs: dict[str, zmq.Socket[Any]] = {}
     try:
-        demand = bus.Demand()
-        subs["tcp without keys"] = bus.make_subscriber(ctx, [tcp], topic)
-        subs["tcp, unknown key"] = bus.make_subscriber(
-            ctx, [tcp], topic, curve=security.ClientKeys(stranger_public, stranger_key, _server(keys)[0])
+        demand = sockets.Demand()
+        subs["tcp without keys"] = sockets.make_subscriber(ctx, [tcp], topic)
+        subs["tcp, unknown key"] = sockets.make_subscriber(
+            ctx, [tcp], topic, curve=curve.ClientKeys(stranger_public, stranger_key, _server(keys)[0])
         )
         for name, sock in subs.items():
             assert not _receives(sock, pub, demand, 1.5), f"{name} received a frame"
         assert demand.subscribers(topic[0]) == 0, "a refused subscriber counted as demand"
 
-        subs["ipc without keys"] = bus.make_subscriber(ctx, [ipc], topic)
+        subs["ipc without keys"] = sockets.make_subscriber(ctx, [ipc], topic)
         assert _receives(subs["ipc without keys"], pub, demand, 5), "ipc consumer got nothing: ipc is not NULL"
-        subs["tcp, authorized"] = bus.make_subscriber(ctx, [tcp], topic, curve=_client(keys, "laptop"))
+        subs["tcp, authorized"] = sockets.make_subscriber(ctx, [tcp], topic, curve=_client(keys, "laptop"))
         assert _receives(subs["tcp, authorized"], pub, demand, 5), "authorized tcp consumer got nothing"
         # one consumer with keys reaching ipc and tcp publishers, as the stitcher reads its grabbers
-        subs["both"] = bus.make_subscriber(ctx, [tcp, ipc], topic, curve=_client(keys, "client"))
+        subs["both"] = sockets.make_subscriber(ctx, [tcp, ipc], topic, curve=_client(keys, "client"))
         deadline = time.monotonic() + 5
         while demand.subscribers(topic[0]) < 4 and time.monotonic() < deadline:
             _receives(subs["both"], pub, demand, 0.1)
@@ -93,7 +95,7 @@ def test_ipc_stays_null_while_tcp_requires_an_authorized_key(ctx: zmq.Context[An
         for sock in subs.values():
             sock.close(linger=0)
         pub.close(linger=0)
-        security.stop_authenticator(auth)
+        curve.stop_authenticator(auth)
 
 
 def _server(key_dir: Path) -> tuple[bytes, bytes]:
@@ -107,25 +109,25 @@ def test_keys_authorized_while_running_apply_to_the_next_connection(
 ) -> None:
     """authorized/ is re-read when it changes: `keygen --client` for a running rig works without a
     restart, and a key removed from authorized/ is refused from the next connection on."""
-    server = security.ServerKeys(*_server(keys), keys / "authorized")
-    auth = security.start_authenticator(ctx, server)
+    server = curve.ServerKeys(*_server(keys), keys / "authorized")
+    auth = curve.start_authenticator(ctx, server)
     tcp = f"tcp://127.0.0.1:{free_port()}"
-    pub = bus.make_publisher(ctx, [tcp], curve=server)
+    pub = sockets.make_publisher(ctx, [tcp], curve=server)
     topic = [protocol.topic("cam0", protocol.JPEG)]
-    demand = bus.Demand()
+    demand = sockets.Demand()
     socks = []
     try:
-        security.add_client(keys, "late")
-        socks.append(bus.make_subscriber(ctx, [tcp], topic, curve=_client(keys, "late")))
+        curve.add_client(keys, "late")
+        socks.append(sockets.make_subscriber(ctx, [tcp], topic, curve=_client(keys, "late")))
         assert _receives(socks[-1], pub, demand, 5), "a client authorized after the start was refused"
         (keys / "authorized" / "laptop.key").unlink()
-        socks.append(bus.make_subscriber(ctx, [tcp], topic, curve=_client(keys, "laptop")))
+        socks.append(sockets.make_subscriber(ctx, [tcp], topic, curve=_client(keys, "laptop")))
         assert not _receives(socks[-1], pub, demand, 1.5), "a key removed from authorized/ still got in"
     finally:
         for sock in socks:
             sock.close(linger=0)
         pub.close(linger=0)
-        security.stop_authenticator(auth)
+        curve.stop_authenticator(auth)
 
 
 def test_a_refused_subscriber_says_why(
@@ -136,10 +138,10 @@ def test_a_refused_subscriber_says_why(
     authorized one is not refused and gets frames."""
     from zmqcam import Subscriber
 
-    server = security.ServerKeys(*_server(keys), keys / "authorized")
-    auth = security.start_authenticator(ctx, server)
+    server = curve.ServerKeys(*_server(keys), keys / "authorized")
+    auth = curve.start_authenticator(ctx, server)
     tcp = f"tcp://127.0.0.1:{free_port()}"
-    pub = bus.make_publisher(ctx, [tcp], curve=server)
+    pub = sockets.make_publisher(ctx, [tcp], curve=server)
     zmq.auth.create_certificates(tmp_path, "stranger")
     (tmp_path / "stranger.key_secret").chmod(0o600)
     subs = []
@@ -160,10 +162,10 @@ def test_a_refused_subscriber_says_why(
             client_key=keys / "laptop.key_secret",
         )  # fmt: skip
         subs.append(laptop)
-        demand = bus.Demand()
+        demand = sockets.Demand()
         deadline = time.monotonic() + 10
         while not laptop.received and time.monotonic() < deadline:
-            bus.drain_subscriptions(pub, demand)
+            sockets.drain_subscriptions(pub, demand)
             protocol.send_frame(pub, "cam0", protocol.JPEG, 1, time.time_ns(), _JPEG, 8, 8)
             time.sleep(0.05)
         assert laptop.received and laptop.refused == 0
@@ -171,7 +173,7 @@ def test_a_refused_subscriber_says_why(
         for sub in subs:
             sub.close()
         pub.close(linger=0)
-        security.stop_authenticator(auth)
+        curve.stop_authenticator(auth)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,7 +197,7 @@ def test_relative_key_dir_is_relative_to_the_config_file(tmp_path: Path, keys: P
     monkeypatch.chdir("/")
     config = load_config(config_path)
     assert config.curve.key_dir == str(keys)
-    assert security.client_keys(config) == _client(keys, "client")
+    assert curve.client_keys(config) == _client(keys, "client")
 
 
 def test_bad_key_dir_and_key_files_are_one_line_config_errors(tmp_path: Path, keys: Path) -> None:
@@ -281,7 +283,7 @@ def test_keygen_makes_private_keys_and_refuses_to_overwrite(tmp_path: Path) -> N
     assert _mode(key_dir) == 0o700 and _mode(key_dir / "authorized") == 0o700
     assert _mode(key_dir / "server.key_secret") == 0o600 and _mode(key_dir / "client.key_secret") == 0o600
     assert (key_dir / "authorized" / "client.key").read_bytes() == (key_dir / "client.key").read_bytes()
-    assert not security.key_dir_problems(key_dir)
+    assert not key_dir_problems(key_dir)
     before = {p.name: p.read_bytes() for p in key_dir.iterdir() if p.is_file()}
 
     again = cli("keygen", str(key_dir), cwd=tmp_path)

@@ -7,7 +7,7 @@ Every fault of the issue and the test that proves it (the README "Guarantees" se
 paths are under ``tests/``, bare names are in this module)::
 
     grabber SIGKILLed; a Subscriber of that camera gets frames again
-        -> test_daemon.py::test_killed_grabber_is_restarted_and_its_frames_return
+        -> supervisor/test_daemon.py::test_killed_grabber_is_restarted_and_its_frames_return
     grabber SIGKILLed; its panorama slot and its HTTP viewer come back
         -> test_killed_grabber_is_restarted_and_its_panorama_slot_comes_back
     grabber of a one-client ESP32 SIGKILLed mid-stream: it gets the camera back
@@ -17,17 +17,17 @@ paths are under ``tests/``, bare names are in this module)::
     bridge SIGKILLed; HTTP viewers reconnect on the same port, live
         -> test_killed_bridge_is_restarted_and_viewers_reconnect_on_the_same_port
     a child that crashes at every start: budget, the rest serve
-        -> test_daemon.py::test_crash_looping_child_exhausts_its_budget_and_the_rest_keep_serving
+        -> supervisor/test_daemon.py::test_crash_looping_child_exhausts_its_budget_and_the_rest_keep_serving
     camera killed (powered off mid-stream), NO SIGNAL, backoff, back
-        -> test_cameras_e2e.py::test_killed_camera_shows_no_signal_backs_off_and_comes_back
+        -> sources/test_cameras_e2e.py::test_killed_camera_shows_no_signal_backs_off_and_comes_back
     camera stalled (mid-JPEG, then silent)
-        -> test_cameras_e2e.py::test_stalled_camera_times_out_and_the_grabber_is_not_frozen
+        -> sources/test_cameras_e2e.py::test_stalled_camera_times_out_and_the_grabber_is_not_frozen
     camera flapping every second
         -> test_flapping_camera_never_disturbs_the_rest_and_is_live_once_it_settles
     corrupt and truncated JPEGs
-        -> test_cameras_e2e.py::test_corrupt_and_truncated_jpegs_are_counted_and_skipped
+        -> sources/test_cameras_e2e.py::test_corrupt_and_truncated_jpegs_are_counted_and_skipped
     wrong resolution, changed mid-stream
-        -> test_cameras_e2e.py::test_resolution_change_is_followed_and_the_panorama_keeps_its_size
+        -> sources/test_cameras_e2e.py::test_resolution_change_is_followed_and_the_panorama_keeps_its_size
     wrong resolution from the start
         -> test_rig_with_cameras_broken_from_the_start_serves_the_rest
     camera that never answers at start (accepts TCP, says nothing)
@@ -35,13 +35,13 @@ paths are under ``tests/``, bare names are in this module)::
     camera whose port has nothing listening at start
         -> test_rig_with_cameras_broken_from_the_start_serves_the_rest
     camera held by another client (accepted, left waiting)
-        -> test_cameras_e2e.py::test_busy_camera_is_reported_busy_not_hung
+        -> sources/test_cameras_e2e.py::test_busy_camera_is_reported_busy_not_hung
     Subscriber of a camera SIGKILLed: demand released, camera sleeps
-        -> test_grabber.py::test_sigkilled_subscriber_releases_demand
+        -> grabber/test_grabber.py::test_sigkilled_subscriber_releases_demand
     Subscriber of pano SIGKILLed: the stitcher lets the cameras sleep
         -> test_sigkilled_pano_subscriber_lets_the_cameras_sleep
     daemon pid SIGKILLed: children exit, next start over the pid file
-        -> test_daemon.py::test_sigkilled_daemon_leaves_nothing_that_blocks_the_next_start
+        -> supervisor/test_daemon.py::test_sigkilled_daemon_leaves_nothing_that_blocks_the_next_start
     daemon and children SIGKILLed: stale files; a Subscriber recovers
         -> test_whole_daemon_sigkilled_restarts_over_stale_files_and_a_subscriber_recovers
 
@@ -67,15 +67,16 @@ import numpy as np
 import pytest
 import requests
 import simplejpeg
-from conftest import Children, wait_for
-from daemon_helpers import Daemon, cli, free_port, reader_process, toml_text
 
+from tests.helpers import Children, Daemon, cli, free_port, reader_process, wait_for
+from tests.helpers.stream import Viewer, connect_viewer
 from zmqcam import Subscriber
+from zmqcam.bus.protocol import Frame
+from zmqcam.bus.status import collect_status
 from zmqcam.config import Config, default_config_dict, from_dict, load_config
+from zmqcam.config.toml import render_toml
 from zmqcam.grabber import run_grabber
-from zmqcam.protocol import Frame
-from zmqcam.remap import PanoramaComposer
-from zmqcam.status import collect_status
+from zmqcam.image.remap import PanoramaComposer
 from zmqcam.testing.fakecam import FakeCam, SilentServer
 
 #: seconds; short so that NO SIGNAL, sleep and timeouts show within a test
@@ -105,7 +106,7 @@ def write_rig(path: Path, run_dir: Path, cameras: list[dict[str, Any]], http: bo
     data["stitch"] = {"stale_after": STALE_AFTER}
     data["http"] = {"enabled": http, "port": free_port()}
     from_dict(data)  # the test's own config must be valid
-    path.write_text(toml_text(data))
+    path.write_text(render_toml(data))
     return load_config(path)
 
 
@@ -186,74 +187,6 @@ def panoramas_until_back(sub: Subscriber, name: str, t_ns: int, timeout: float, 
 
 def camera_status(config: Config, name: str) -> dict[str, Any]:
     return collect_status(config, timeout=2.0).get(name, {})
-
-
-class Viewer:
-    """An HTTP viewer of one MJPEG stream of the bridge: the parts as a browser receives them."""
-
-    def __init__(self, port: int, path: str = "/stream", timeout: float = 10.0) -> None:
-        self.response = requests.get(f"http://127.0.0.1:{port}{path}", stream=True, timeout=timeout)
-        assert self.response.status_code == 200, self.response.status_code
-        assert self.response.headers["Content-Type"].startswith("multipart/x-mixed-replace")
-        self._chunks = self.response.iter_content(chunk_size=65536)
-        self._buf = b""
-
-    def next_part(self) -> tuple[dict[str, str], bytes]:
-        """(headers, JPEG) of the next part; raises EOFError when the server closed the stream and
-        requests' errors when the connection broke."""
-        while True:
-            self._buf = self._buf.lstrip(b"\r\n")
-            if self._buf.startswith(b"--frame\r\n"):
-                self._buf = self._buf[len(b"--frame\r\n") :]
-            end = self._buf.find(b"\r\n\r\n")
-            if end >= 0:
-                lines = self._buf[:end].decode("latin-1").split("\r\n")
-                headers = dict(line.split(": ", 1) for line in lines if ": " in line)
-                length = int(headers["Content-Length"])
-                if len(self._buf) >= end + 4 + length:
-                    jpeg = self._buf[end + 4 : end + 4 + length]
-                    self._buf = self._buf[end + 4 + length :]
-                    return headers, jpeg
-            try:
-                self._buf += next(self._chunks)
-            except StopIteration:
-                raise EOFError("the server ended the stream") from None
-
-    def live_parts(self, n: int, timeout: float = 20.0) -> list[bytes]:
-        """``n`` JPEGs sent as live (not the "waiting for frames" card)."""
-        jpegs: list[bytes] = []
-        deadline = time.monotonic() + timeout
-        while len(jpegs) < n:
-            assert time.monotonic() < deadline, f"{len(jpegs)} of {n} live parts in {timeout} s"
-            headers, jpeg = self.next_part()
-            if headers.get("X-Zmqcam-State") == "live":
-                jpegs.append(jpeg)
-        return jpegs
-
-    def live_part_after(self, t_ns: int, timeout: float = 20.0) -> bytes:
-        """The first live JPEG captured after ``t_ns`` (the X-Timestamp of the part)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            headers, jpeg = self.next_part()
-            captured = int(float(headers["X-Timestamp"]) * 1e9)
-            if headers.get("X-Zmqcam-State") == "live" and captured > t_ns:
-                return jpeg
-        raise AssertionError(f"no live part captured after the kill within {timeout} s")
-
-    def close(self) -> None:
-        self.response.close()
-
-
-def connect_viewer(port: int, path: str, timeout: float = 20.0) -> Viewer:
-    """A viewer, retrying while the (restarting) bridge does not accept connections yet."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return Viewer(port, path)
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -516,7 +449,15 @@ def test_rig_with_cameras_broken_from_the_start_serves_the_rest(tmp_path: Path, 
                     return ok and found
 
                 found = wait_for(counted, 15, interval=0.2, message="bad cameras counted in status")
-                http = requests.get(f"http://127.0.0.1:{config.http.port}/status", timeout=5).json()
+
+                def shown_by_the_bridge() -> Any:
+                    # the bridge shows what each grabber last published: wait until that is as current
+                    status = requests.get(f"http://127.0.0.1:{config.http.port}/status", timeout=5).json()
+                    cams = status["cameras"]
+                    ok = cams["cam0"]["state"] == "live" and all(cams[n]["reconnects"] >= 2 for n in ("cam2", "cam3"))
+                    return ok and status
+
+                http = wait_for(shown_by_the_bridge, 15, interval=0.2, message="the bridge's view of the cameras")
                 shown = cli("status", "-c", str(tmp_path / "z.toml"), cwd=tmp_path)
             refused, hung, small_status = found["cam2"], found["cam3"], found["cam1"]
             assert refused["state"] in ("lost", "connecting") and refused["frames"] == 0, refused

@@ -10,7 +10,8 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zmqcam import Subscriber, protocol
+from zmqcam import Subscriber
+from zmqcam.bus import protocol
 from zmqcam.errors import ProtocolError
 
 _GOOD = [bytes(p) for p in protocol.encode("cam0", protocol.RAW, 1, 2, b"\x01" * 12, 2, 2)]

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import wait_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reliability.httpbridge import FedBridge, Viewer, fed_bridge, http_status_code, raw_exchange, status_http
-from zmqcam.http.listener import SPARE_CONNECTIONS
+from tests.helpers import wait_for
+from tests.helpers.httpbridge import FedBridge, Viewer, fed_bridge, http_status_code, raw_exchange, status_http
+from zmqcam.bridge.listener import SPARE_CONNECTIONS
 
 HEAD_TIMEOUT = 2.0
 MAX_CLIENTS = 20

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import wait_for
 
-from reliability.httpbridge import FedBridge, Viewer, fed_bridge, proc_resources, status_http
+from tests.helpers import wait_for
+from tests.helpers.httpbridge import FedBridge, Viewer, fed_bridge, proc_resources, status_http
 
 WRITE_TIMEOUT = 2.0
 #: memory Python may keep (allocator arenas, aiohttp's per-connection caches) after a burst of

@@ -22,13 +22,13 @@ import pytest
 import simplejpeg
 import zmq
 import zmq.auth
-from conftest import wait_for
-from daemon_helpers import Daemon, cli, free_port, read_stream_parts, reader_process
 
-from zmqcam import Subscriber, bus, protocol, security
+from tests.helpers import Daemon, cli, free_port, read_stream_parts, reader_process, wait_for
+from zmqcam import Subscriber
+from zmqcam.bus import curve, protocol, sockets
+from zmqcam.bus.status import collect_status
 from zmqcam.config import Config, default_config_dict, load_config
-from zmqcam.import_config import render_toml
-from zmqcam.status import collect_status
+from zmqcam.config.toml import render_toml
 
 CAMERAS = ["cam0", "cam1", "cam2", "cam3"]
 
@@ -171,8 +171,8 @@ def test_subscriber_without_an_allowed_key_gets_nothing_and_wakes_nothing(rig: R
     ctx: zmq.Context[Any] = zmq.Context()
     topics = [protocol.topic("cam0", protocol.JPEG)]
     socks = [
-        bus.make_subscriber(ctx, [endpoint], topics),
-        bus.make_subscriber(ctx, [endpoint], topics, curve=security.ClientKeys(public, secret, server_public)),
+        sockets.make_subscriber(ctx, [endpoint], topics),
+        sockets.make_subscriber(ctx, [endpoint], topics, curve=curve.ClientKeys(public, secret, server_public)),
     ]
     try:
         deadline = time.monotonic() + 3.0
@@ -199,7 +199,7 @@ def _process_state(pid: int) -> str:
 def test_vanished_remote_subscriber_stops_counting_as_demand(rig: Rig) -> None:
     """A tcp subscriber whose process freezes without closing its connection (SIGSTOP: the kernel
     keeps the TCP connection, nobody answers ZMTP pings) is dropped by the grabber's heartbeats
-    within a few seconds: its demand goes and the camera sleeps (guards bus.HEARTBEAT_*)."""
+    within a few seconds: its demand goes and the camera sleeps (guards sockets.HEARTBEAT_*)."""
     endpoint = rig.config.consumer_endpoint("cam1")
     keys = {"server_key": rig.keys / "server.key", "client_key": rig.keys / "laptop.key_secret"}
     with reader_process("cam1", kind="jpeg", endpoint=endpoint, **keys) as proc:

@@ -20,14 +20,15 @@ import numpy as np
 import pytest
 import requests
 import simplejpeg
-from conftest import wait_for
-from daemon_helpers import Daemon, free_port, toml_text
 
-from reliability.test_faults import Viewer
+from tests.helpers import Daemon, free_port, wait_for
+from tests.helpers.stream import Viewer
 from zmqcam import Subscriber
+from zmqcam.bus.status import collect_status
 from zmqcam.config import Config, default_config_dict, from_dict, load_config
-from zmqcam.remap import NO_SIGNAL_COLOR, PanoramaComposer
-from zmqcam.status import collect_status
+from zmqcam.config.toml import render_toml
+from zmqcam.image.cards import NO_SIGNAL_COLOR
+from zmqcam.image.remap import PanoramaComposer
 from zmqcam.testing.fakecam import FakeCam
 
 STALE_AFTER = 1.0
@@ -81,7 +82,7 @@ def rig(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     data["stitch"] = {"stale_after": STALE_AFTER}
     data["http"] = {"port": free_port()}
     from_dict(data)  # the test's own config must be valid
-    (tmp / "z.toml").write_text(toml_text(data))
+    (tmp / "z.toml").write_text(render_toml(data))
     daemon = Daemon(["-c", str(tmp / "z.toml")], cwd=tmp)
     rig = Rig(request.param, daemon, load_config(tmp / "z.toml"), fakes)
     try:

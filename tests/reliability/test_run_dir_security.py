@@ -15,9 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
-from daemon_helpers import Daemon, cli
 
+from tests.helpers import Daemon, cli, wait_for
 from zmqcam import Subscriber
 
 #: the conventional "nobody" uid; any uid other than ours would do

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 from zmqcam.sources.base import Source, SourceFrame
 
 if TYPE_CHECKING:
-    from zmqcam.config import CameraConfig
+    from zmqcam.config import CameraConfig, Config
 
-__all__ = ["Source", "SourceFrame", "create_source"]
+__all__ = ["Source", "SourceFrame", "create_source", "rig_arguments"]
 
 # kind -> "module:class"; imported lazily so a grabber loads only the protocol it speaks
 _REGISTRY = {
@@ -30,3 +30,13 @@ def create_source(camera: CameraConfig, **kwargs: Any) -> Source:
     cls = getattr(importlib.import_module(module_name), class_name)
     source: Source = cls(camera, **kwargs)
     return source
+
+
+def rig_arguments(config: Config, camera: CameraConfig) -> dict[str, Any]:
+    """Extra constructor arguments a camera's source needs from the whole rig's config (the
+    synthetic camera draws its part of one scene, so it needs its slot's offset)."""
+    if camera.source_kind == "synthetic":
+        from zmqcam.sources.synthetic import scene_offsets
+
+        return {"scene_offset": scene_offsets(config).get(camera.name, 0)}
+    return {}

@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zmqcam.errors import CorruptFrame, SourceEnded, SourceError
-from zmqcam.record import VIDEO_SUFFIX, Recording, RecordingError, Span, Track
+from zmqcam.errors import CorruptFrame, RecordingError, SourceEnded, SourceError
+from zmqcam.recording.format import VIDEO_SUFFIX, Recording, Span, Track
 from zmqcam.sources.base import Source, SourceFrame
 from zmqcam.sources.file import file_path
 

@@ -2,7 +2,7 @@
 
 The scene is one infinite plane in *panorama coordinates*: scene pixel (x, y) is what the stitched
 panorama shows at column x, row y (the panorama is rows 0 .. height-1 of it). Each camera sees it
-through the inverse of its configured rotation and perspective (``zmqcam.remap.camera_view_map``),
+through the inverse of its configured rotation and perspective (``zmqcam.image.remap.camera_view_map``),
 so stitching the synthetic cameras' frames with their own config reconstructs the scene: the
 built-in default config shows a working panorama with no hardware at all, and tests can compare the
 panorama with the ground truth ``render_scene``.
@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from zmqcam.config.models import panorama_slots
 from zmqcam.errors import SourceError
-from zmqcam.remap import camera_view_map
+from zmqcam.image.remap import camera_view_map
 from zmqcam.sources.base import Source, SourceFrame
 
 if TYPE_CHECKING:
@@ -58,13 +59,7 @@ _BLUR_MARGIN = 8  # the background is blurred; render it this much larger so win
 
 def scene_offsets(config: Config) -> dict[str, int]:
     """Each stitched camera's slot x0 in the panorama (= its ``scene_offset``), by camera name."""
-    offsets = {}
-    x = 0
-    for cam in config.stitched_cameras:
-        front, back = cam.crop_range
-        offsets[cam.name] = x
-        x += back - front
-    return offsets
+    return {slot.name: slot.x0 for slot in panorama_slots(config.stitched_cameras)}
 
 
 # ---------------------------------------------------------------------------------------------

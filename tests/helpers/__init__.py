@@ -1,0 +1,42 @@
+"""What the tests share, imported normally: ``from tests.helpers import wait_for, Children, ...``.
+
+tests.helpers.waiting     wait_for (a state, not a time), needs (the rule for system tools), IN_CI
+tests.helpers.processes   Children (spawned like the supervisor spawns), reader_process, child_pids
+tests.helpers.daemon      Daemon, cli, read_stream_parts, free_port, write_config
+tests.helpers.cameras     camera configs with short timeouts, opened, timed, require_rtsp
+tests.helpers.bridge      the bridge on a free port and its /status
+tests.helpers.httpbridge  a bridge fed by a publisher in the test process (HTTP abuse and resources)
+
+Fixtures are in ``tests/conftest.py``.
+"""
+
+from pathlib import Path
+
+from tests.helpers.cameras import CONNECT_TIMEOUT, READ_TIMEOUT, camera, opened, require_rtsp, timed
+from tests.helpers.daemon import Daemon, cli, free_port, read_stream_parts, write_config
+from tests.helpers.processes import Children, child_pids, reader_process
+from tests.helpers.waiting import IN_CI, needs, wait_for
+
+#: the repository's root (config/, scripts/, README.md)
+ROOT = Path(__file__).resolve().parents[2]
+
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "IN_CI",
+    "READ_TIMEOUT",
+    "ROOT",
+    "Children",
+    "Daemon",
+    "camera",
+    "child_pids",
+    "cli",
+    "free_port",
+    "needs",
+    "opened",
+    "read_stream_parts",
+    "reader_process",
+    "require_rtsp",
+    "timed",
+    "wait_for",
+    "write_config",
+]

@@ -1,0 +1,13 @@
+"""The HTTP bridge: MJPEG streams, snapshots, status and a small page, served by aiohttp.
+
+zmqcam.bridge.server    the process: endpoints, per-client writers, limits, run_bridge
+zmqcam.bridge.hub       the ZeroMQ side: a Channel (newest frame + waiting writers) per stream
+zmqcam.bridge.listener  the listening socket: TLS, connection cap, request-head deadline
+zmqcam.bridge.report    the body of /status
+zmqcam.bridge.auth      optional bearer token / basic credentials
+zmqcam.bridge.page      the page at /
+"""
+
+from zmqcam.bridge.server import Bridge, read_announce, run_bridge
+
+__all__ = ["Bridge", "read_announce", "run_bridge"]

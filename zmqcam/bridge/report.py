@@ -1,0 +1,96 @@
+"""The body of ``/status``: what the grabbers and the stitcher last published (the bridge subscribes
+to every ``status`` topic for good), merged with the bridge's own per-stream counters.
+
+A process not heard from is "unknown" while the bridge has listened for less than
+``STATUS_DOWN_AFTER`` (it just started; every process publishes within a second, and at once when
+the bridge subscribes), and "down" after that; a process whose newest status is older than that is
+"down" too. Status bodies come from our own processes but are read defensively: a missing or
+mistyped field shows as 0 or null, never as an exception in the status handler.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from zmqcam.bridge.hub import Channel, Hub
+from zmqcam.bus.status import CAMERA_STATES, DOWN, LIVE, NO_SIGNAL, STATUS_DOWN_AFTER, UNKNOWN
+from zmqcam.names import PANO
+
+
+def _num(value: Any) -> float | int | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def channel_status(channel: Channel, viewers: Mapping[str, int]) -> dict[str, Any]:
+    return {
+        "clients": viewers.get(channel.stream, 0),
+        "subscribed": channel.users > 0,
+        "received": channel.received,
+        "skipped": channel.skipped,
+        "malformed": channel.malformed,
+    }
+
+
+def _not_up(hub: Hub, status: dict[str, Any] | None) -> str:
+    """What a process that publishes no current status is: unknown until the bridge has listened long
+    enough to know, down after."""
+    just_started = time.monotonic() - hub.listening_since < STATUS_DOWN_AFTER
+    return UNKNOWN if status is None and just_started else DOWN
+
+
+def camera_status(hub: Hub, name: str, viewers: Mapping[str, int]) -> dict[str, Any]:
+    st, age = hub.status_of(name)
+    up = st is not None and age is not None and age < STATUS_DOWN_AFTER
+    body = st or {}
+    grabber_state = str(body.get("state")) if up else _not_up(hub, st)
+    frame_age = _num(body.get("last_frame_age"))
+    return {
+        "state": UNKNOWN if grabber_state == UNKNOWN else CAMERA_STATES.get(grabber_state, NO_SIGNAL),
+        "grabber_state": grabber_state,
+        "fps": (_num(body.get("fps")) or 0.0) if up else 0.0,
+        "last_frame_age": round(frame_age + (age or 0.0), 3) if frame_age is not None else None,
+        "reconnects": _count(body.get("reconnects")),
+        "decode_errors": _count(body.get("decode_errors")) + _count(body.get("corrupt")),
+        "drops": _count(body.get("rate_dropped")),
+        "timeouts": _count(body.get("timeouts")),
+        "frames": _count(body.get("frames")),
+        "width": _count(body.get("width")),
+        "height": _count(body.get("height")),
+        "last_error": str(body.get("last_error") or ""),
+        "subscribers": body.get("subscribers") if isinstance(body.get("subscribers"), dict) else {},
+        "status_age": round(age, 3) if age is not None else None,
+        "http": channel_status(hub.channels[name], viewers),
+    }
+
+
+def stitcher_status(hub: Hub, viewers: Mapping[str, int]) -> dict[str, Any]:
+    channel = hub.channels.get(PANO)
+    if channel is None:
+        return {"state": "disabled"}
+    st, age = hub.status_of(PANO)
+    up = st is not None and age is not None and age < STATUS_DOWN_AFTER
+    body = st or {}
+    upstream = bool(body.get("upstream")) and up
+    cameras = body.get("cameras")
+    if not isinstance(cameras, dict):
+        cameras = {}
+    stale = [n for n, c in cameras.items() if not (isinstance(c, dict) and c.get("state") == LIVE)]
+    return {
+        "state": ("running" if upstream else "idle") if up else _not_up(hub, st),
+        "fps": (_num(body.get("fps")) or 0.0) if up else 0.0,
+        "spread_ms": _num(body.get("spread_ms")),
+        "width": _count(body.get("width")),
+        "height": _count(body.get("height")),
+        "panoramas": _count(body.get("panoramas")),
+        "jpeg_encoded": _count(body.get("jpeg_encoded")),
+        "stale": stale if upstream else [],
+        "subscribers": body.get("subscribers") if isinstance(body.get("subscribers"), dict) else {},
+        "status_age": round(age, 3) if age is not None else None,
+        "http": channel_status(channel, viewers),
+    }

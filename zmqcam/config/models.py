@@ -1,0 +1,251 @@
+"""The config's shape: pydantic models of every section, and the properties derived from them.
+
+Loading a file into these models, with one-line errors, is ``zmqcam.config.loading``; the models
+here only say what a valid config is and what follows from it (a camera's geometry and crop, where
+each process binds and where consumers connect, each camera's slot in the panorama).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Literal, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from zmqcam.names import PANO, STREAM_NAME_PATTERN, connect_endpoint
+
+#: the kernel limit on a unix socket path (sun_path is 108 bytes including the NUL)
+MAX_IPC_PATH = 107
+SOURCE_KINDS = ("synthetic", "snapshot", "mjpeg", "rtsp", "device", "file", "replay")
+
+Point = Annotated[list[float], Field(min_length=2, max_length=2)]
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+def default_run_dir() -> str:
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isdir(runtime) and os.access(runtime, os.W_OK):
+        return os.path.join(runtime, "zmqcam")
+    return os.path.join(tempfile.gettempdir(), f"zmqcam-{os.getuid()}")
+
+
+class _Model(BaseModel):
+    # strict: a config value of the wrong type is an error, never silently coerced ("5" is not 5)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Perspective(_Model):
+    #: the quad in the (rotated) camera frame, corners top-left, bottom-left, bottom-right, top-right
+    src: Annotated[list[Point], Field(min_length=4, max_length=4)]
+    width: Annotated[int, Field(gt=0, le=16384)]
+    height: Annotated[int, Field(gt=0, le=16384)]
+
+
+class Crop(_Model):
+    front: Annotated[int, Field(ge=0)] = 0
+    #: exclusive; defaults to the perspective width (keep the whole warped image)
+    back: Annotated[int, Field(gt=0)] | None = None
+
+
+class CameraConfig(_Model):
+    name: Annotated[str, Field(pattern=STREAM_NAME_PATTERN)]
+    #: a URL (http://, rtsp://, file://), a path, a device (/dev/video0 or an index) or a kind
+    source: Annotated[str, Field(min_length=1)] = "synthetic"
+    #: the protocol; inferred from ``source`` when omitted (see ``source_kind``)
+    kind: Literal["synthetic", "snapshot", "mjpeg", "rtsp", "device", "file", "replay"] | None = None
+    #: expected frame size [width, height]; the synthetic camera renders at this size
+    size: Annotated[list[Annotated[int, Field(gt=0, le=16384)]], Field(min_length=2, max_length=2)] = [
+        640,
+        480,
+    ]
+    rotate: Literal[0, 90, 180, 270] = 0
+    perspective: Perspective | None = None
+    crop: Crop = Crop()
+    #: frames per second cap; the synthetic camera produces exactly this rate
+    fps: Annotated[float, Field(gt=0, le=240)] = 30.0
+    #: seconds without any subscriber before the camera connection is closed (0: at once)
+    idle_timeout: Annotated[float, Field(ge=0)] = 30.0
+    #: keep the camera open even when nobody watches
+    always_on: bool = False
+    #: where the grabber publishes; default ipc://{run_dir}/cam-<name>.sock
+    endpoint: str | None = None
+    #: where consumers connect, when not where the grabber binds (a grabber on another host binds
+    #: tcp://0.0.0.0:5601, consumers connect tcp://grabber-host:5601); see ``Config.consumer_endpoint``
+    connect: str | None = None
+    #: quality used when the grabber itself must encode JPEG (raw sources)
+    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 80
+    connect_timeout: PositiveSeconds = 3.0
+    read_timeout: PositiveSeconds = 5.0
+    #: RTSP only: "tcp" is robust through NAT and loss; "udp" is what some cameras need
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    #: file sources: start over at the end
+    loop: bool = True
+
+    @property
+    def source_kind(self) -> str:
+        """The protocol of this camera, explicit or inferred from ``source``."""
+        if self.kind is not None:
+            return self.kind
+        return infer_kind(self.source)
+
+    @property
+    def geometry(self) -> Perspective:
+        """The perspective, defaulting to the whole (rotated) frame."""
+        if self.perspective is not None:
+            return self.perspective
+        w, h = self.size
+        if self.rotate in (90, 270):
+            w, h = h, w
+        return Perspective(
+            src=[[0.0, 0.0], [0.0, float(h)], [float(w), float(h)], [float(w), 0.0]],
+            width=w,
+            height=h,
+        )
+
+    @property
+    def crop_range(self) -> tuple[int, int]:
+        back = self.crop.back if self.crop.back is not None else self.geometry.width
+        return self.crop.front, back
+
+
+class DaemonConfig(_Model):
+    run_dir: str = Field(default_factory=default_run_dir)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class StitchConfig(_Model):
+    enabled: bool = True
+    #: cameras stitched left to right; default: every camera in config order
+    cameras: list[Annotated[str, Field(pattern=STREAM_NAME_PATTERN)]] | None = None
+    endpoint: str = "ipc://{run_dir}/pano.sock"
+    #: more endpoints to bind, e.g. "tcp://0.0.0.0:5556" for consumers on other hosts
+    extra_endpoints: list[str] = []
+    #: where consumers connect, when the stitcher runs on another host (e.g. "tcp://stitch-host:5600")
+    connect: str | None = None
+    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 80
+    #: seconds without a frame before a camera's slot shows NO SIGNAL
+    stale_after: PositiveSeconds = 2.0
+    #: longest wait for slow cameras before emitting; default 1.5 frame intervals of the slowest
+    max_wait: PositiveSeconds | None = None
+
+
+class HttpConfig(_Model):
+    enabled: bool = True
+    #: 127.0.0.1 unless you mean it: set "0.0.0.0" to serve a camera LAN
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 5000
+    max_clients: Annotated[int, Field(ge=1, le=10000)] = 500
+    #: how long /snapshot waits for sleeping cameras to deliver a fresh frame
+    snapshot_timeout: PositiveSeconds = 5.0
+    #: access control: a bearer token, or HTTP basic credentials (user and password)
+    token: str | None = None
+    basic_user: str | None = None
+    basic_password: str | None = None
+    #: serve https with this PEM certificate (chain) and private key; both or neither. Relative to the
+    #: config file's directory; made absolute and loaded once when the config is loaded
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+
+class CurveConfig(_Model):
+    #: ZeroMQ CURVE keys (``zmqcam-daemon keygen DIR``); None: tcp endpoints are plain. Relative to
+    #: the config file's directory; made absolute when the config is loaded (see ``zmqcam.config.keyfiles``)
+    key_dir: str | None = None
+
+
+class Config(_Model):
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    camera: Annotated[list[CameraConfig], Field(min_length=1)]
+    stitch: StitchConfig = Field(default_factory=StitchConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    curve: CurveConfig = Field(default_factory=CurveConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(os.path.expanduser(self.daemon.run_dir))
+
+    def expand(self, endpoint: str) -> str:
+        return endpoint.replace("{run_dir}", str(self.run_dir))
+
+    def camera_named(self, name: str) -> CameraConfig:
+        for cam in self.camera:
+            if cam.name == name:
+                return cam
+        raise KeyError(name)
+
+    def camera_endpoint(self, cam: CameraConfig | str) -> str:
+        """The endpoint the camera's grabber binds."""
+        if isinstance(cam, str):
+            cam = self.camera_named(cam)
+        return self.expand(cam.endpoint or "ipc://{run_dir}/cam-" + cam.name + ".sock")
+
+    def consumer_endpoint(self, stream: str) -> str:
+        """Where every consumer (stitcher, bridge, status, record, ``Subscriber``) connects for
+        ``stream``, "pano" or a camera name: its ``connect`` if set, else where its producer binds
+        (a wildcard host made loopback). KeyError for an unknown camera."""
+        if stream == PANO:
+            bound, connect = self.pano_endpoints[0], self.stitch.connect
+        else:
+            cam = self.camera_named(stream)
+            bound, connect = self.camera_endpoint(cam), cam.connect
+        return self.expand(connect) if connect is not None else connect_endpoint(bound)
+
+    @property
+    def stitched_cameras(self) -> list[CameraConfig]:
+        if self.stitch.cameras is None:
+            return list(self.camera)
+        return [self.camera_named(n) for n in self.stitch.cameras]
+
+    @property
+    def pano_endpoints(self) -> list[str]:
+        """Every endpoint the stitcher binds; the first is the local one consumers use."""
+        return [self.expand(self.stitch.endpoint)] + [self.expand(e) for e in self.stitch.extra_endpoints]
+
+    @property
+    def pano_size(self) -> tuple[int, int]:
+        """(width, height) of the panorama."""
+        cams = self.stitched_cameras
+        return panorama_slots(cams)[-1].x1, cams[0].geometry.height
+
+
+class Slot(NamedTuple):
+    """One camera's columns [x0, x1) in the panorama."""
+
+    name: str
+    x0: int
+    x1: int
+
+
+def panorama_slots(cameras: Sequence[CameraConfig]) -> tuple[Slot, ...]:
+    """Where each camera's crop lands in the panorama, left to right: the one computation of slot
+    offsets, for the panorama's size, the stitcher's composer and the synthetic scene."""
+    slots = []
+    x = 0
+    for cam in cameras:
+        front, back = cam.crop_range
+        slots.append(Slot(cam.name, x, x + back - front))
+        x += back - front
+    return tuple(slots)
+
+
+def infer_kind(source: str) -> str:
+    """The protocol a ``source`` string names (see README, Configuration)."""
+    s = source.strip()
+    low = s.lower()
+    if low in SOURCE_KINDS:
+        return low
+    if low.startswith(("rtsp://", "rtsps://")):
+        return "rtsp"
+    if low.startswith(("http://", "https://")):
+        # the ESP32 firmware: /capture and /jpg are snapshots; :81/stream and / are MJPEG
+        path = re.sub(r"^https?://[^/]*", "", low).split("?")[0]
+        if path.endswith((".jpg", ".jpeg", "/capture", "/jpg", "/snapshot")):
+            return "snapshot"
+        return "mjpeg"
+    if low.startswith("/dev/video") or s.isdigit():
+        return "device"
+    return "file"

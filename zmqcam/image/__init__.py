@@ -1,0 +1,5 @@
+"""The pure image core: numpy and OpenCV on frames, no sockets, no processes.
+
+zmqcam.image.remap  stitching as one remap per camera: the maps and the panorama composer
+zmqcam.image.cards  the NO SIGNAL card of a panorama slot and the bridge's "waiting for frames" card
+"""

@@ -1,0 +1,304 @@
+"""The stitcher process: camera frames in, one panorama out, made once per frame.
+
+It subscribes to the grabbers' ``raw`` topics only while someone subscribes to its own ``pano``
+topics, so "nobody watches" reaches the grabbers as "no subscribers" and they power down. Each
+panorama is composed with the precomputed remap tables (``zmqcam.image.remap``) and JPEG-encoded once, and
+only while ``pano jpeg`` has subscribers.
+
+Pacing: a panorama is emitted when every live camera has delivered a new frame since the last one,
+or when ``max_wait`` passes after the first new frame, so one slow camera never stalls the others.
+A camera silent for ``stale_after`` seconds gets a NO SIGNAL slot and is named in the header.
+
+Waking: every subscription starts from nothing. Frames kept from before a pause (nobody watched) say
+nothing about the cameras now, so they are forgotten when the panorama is wanted again, and the first
+panorama waits for every camera to deliver, for at most ``stale_after``: a camera shows NO SIGNAL only
+when it has really delivered nothing for ``stale_after`` since the panorama was asked for.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+import simplejpeg
+import zmq
+
+from zmqcam.bus import curve, protocol, sockets
+from zmqcam.bus.status import LIVE, NO_SIGNAL, STATUS_INTERVAL, FpsMeter
+from zmqcam.config import Config
+from zmqcam.errors import ProtocolError
+from zmqcam.image.remap import PanoramaComposer
+from zmqcam.names import PANO, STITCHER
+from zmqcam.process import run_child
+
+log = logging.getLogger(__name__)
+
+#: while someone watches but no camera delivers, a NO SIGNAL panorama goes out this often
+HEARTBEAT_INTERVAL = 1.0
+_DRAIN_LIMIT = 64
+
+
+@dataclass
+class Slot:
+    """What the stitcher knows about one camera."""
+
+    name: str
+    fps_hint: float
+    frame: protocol.Frame | None = None
+    arrived: float = 0.0  # monotonic time the newest frame arrived
+    fresh: bool = False  # a frame arrived since the last panorama
+    intervals: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=30))
+
+    def live(self, now: float, stale_after: float) -> bool:
+        return self.frame is not None and now - self.arrived < stale_after
+
+    def interval(self) -> float:
+        """The camera's frame interval, measured; the configured fps until measured."""
+        if len(self.intervals) >= 3:
+            return sorted(self.intervals)[len(self.intervals) // 2]
+        return 1.0 / self.fps_hint
+
+    def take(self, frame: protocol.Frame, now: float) -> None:
+        if self.frame is not None and self.arrived:
+            self.intervals.append(now - self.arrived)
+        self.frame = frame
+        self.arrived = now
+        self.fresh = True
+
+    def forget(self) -> None:
+        """Drop the frame: after a pause it is evidence of nothing (the measured interval stays)."""
+        self.frame = None
+        self.arrived = 0.0
+        self.fresh = False
+
+
+class Stitcher:
+    def __init__(self, config: Config, ctx: zmq.Context[Any]) -> None:
+        self.config = config
+        self.cfg = config.stitch
+        cameras = config.stitched_cameras
+        self.composer = PanoramaComposer(cameras)
+        self.slots = [Slot(c.name, c.fps) for c in cameras]
+        self.by_name = {s.name: s for s in self.slots}
+        self.demand = sockets.Demand()
+        self.pub = sockets.make_publisher(ctx, config.pano_endpoints, curve=curve.server_keys(config))
+        upstream = sorted({config.consumer_endpoint(c.name) for c in cameras})
+        self.sub = sockets.make_subscriber(ctx, upstream, curve=curve.client_keys(config))
+        self.raw_topics = [protocol.topic(c.name, protocol.RAW) for c in cameras]
+        self.topic_raw = protocol.topic(PANO, protocol.RAW)
+        self.topic_jpeg = protocol.topic(PANO, protocol.JPEG)
+        self.subscribed_upstream = False
+        self.subscribed_at = 0.0
+        self.seq = 0
+        self.last_emit = 0.0
+        self.first_fresh = 0.0  # when the oldest frame not yet in a panorama arrived
+        self.counters = {"panoramas": 0, "jpeg_encoded": 0, "raw_published": 0, "malformed": 0, "unknown": 0}
+        self.last_spread_ms = 0.0
+        self._fps = FpsMeter()
+        self._last_stale: set[str] = set()
+
+    # -- demand
+
+    def _update_upstream(self, now: float) -> None:
+        wanted = self.demand.wants_frames(PANO)
+        if wanted == self.subscribed_upstream:
+            return
+        option = zmq.SUBSCRIBE if wanted else zmq.UNSUBSCRIBE
+        for t in self.raw_topics:
+            self.sub.setsockopt(option, t)
+        self.subscribed_upstream = wanted
+        # frames from before the pause, and any still queued from the last subscription, are evidence
+        # of nothing: the cameras are waking again, as on the very first request
+        self._discard_queued()
+        for slot in self.slots:
+            slot.forget()
+        self.first_fresh = 0.0
+        if wanted:
+            self.subscribed_at = now
+            log.info("panorama wanted: subscribing to %d cameras", len(self.raw_topics))
+        else:
+            log.info("nobody watches the panorama: releasing the cameras")
+
+    def _discard_queued(self) -> None:
+        for _ in range(_DRAIN_LIMIT):
+            try:
+                self.sub.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+
+    # -- input
+
+    def _malformed(self, exc: ProtocolError) -> None:
+        self.counters["malformed"] += 1
+        log.debug("dropped a malformed message: %s", exc)
+
+    def _receive(self, now: float) -> None:
+        for frame in sockets.pending_frames(self.sub, _DRAIN_LIMIT, self._malformed):
+            slot = self.by_name.get(frame.stream)
+            if slot is None or frame.kind != protocol.RAW:
+                self.counters["unknown"] += 1
+                continue
+            if not self.subscribed_upstream:
+                continue  # sent before our unsubscribe reached the grabber: nobody wants it
+            if not slot.fresh and not self.first_fresh:
+                self.first_fresh = now
+            slot.take(frame, now)
+
+    # -- pacing
+
+    def _waking(self, now: float) -> bool:
+        """Within ``stale_after`` of the subscription: cameras that have not delivered are waking up."""
+        return now - self.subscribed_at < self.cfg.stale_after
+
+    def max_wait(self) -> float:
+        if self.cfg.max_wait is not None:
+            return self.cfg.max_wait
+        return 1.5 * max(s.interval() for s in self.slots)
+
+    def _due(self, now: float) -> float | None:
+        """When the next panorama is due (monotonic time), or None when nothing is pending."""
+        if not self.subscribed_upstream:
+            return None
+        live = [s for s in self.slots if s.live(now, self.cfg.stale_after)]
+        if self._waking(now) and any(s.frame is None for s in self.slots):
+            # a camera that has not delivered since the subscription is still waking up: the first
+            # panorama waits for it (every arrival re-checks), and shows it missing only once it has
+            # really been silent for stale_after
+            return self.subscribed_at + self.cfg.stale_after
+        if live and all(s.fresh for s in live):
+            return now
+        if self.first_fresh:
+            return self.first_fresh + self.max_wait()
+        # nobody delivers at all: show NO SIGNAL, once the cameras had time to wake up
+        if not live and now - self.subscribed_at >= self.cfg.stale_after:
+            return max(self.last_emit + HEARTBEAT_INTERVAL, self.subscribed_at + self.cfg.stale_after)
+        return None
+
+    def _emit(self, now: float) -> None:
+        stale_after = self.cfg.stale_after
+        images = []
+        sources = []
+        captures = []
+        for slot in self.slots:
+            frame = slot.frame
+            live = slot.live(now, stale_after)
+            images.append(frame.image if live and frame is not None else None)
+            state = LIVE if live else ("stale" if frame is not None else "missing")
+            entry: dict[str, Any] = {"name": slot.name, "state": state}
+            if frame is not None:
+                entry["seq"] = frame.seq
+                entry["t_cap"] = frame.capture_ns
+                if live:
+                    captures.append(frame.capture_ns)
+            sources.append(entry)
+            slot.fresh = False
+        stale = [s["name"] for s in sources if s["state"] != LIVE]
+        if set(stale) != self._last_stale:
+            if stale:
+                log.warning("NO SIGNAL from %s", ", ".join(stale))
+            else:
+                log.info("all cameras live")
+            self._last_stale = set(stale)
+        pano = self.composer.compose(images)
+        self.seq += 1
+        spread = (max(captures) - min(captures)) if captures else 0
+        self.last_spread_ms = spread / 1e6
+        capture_ns = max(captures) if captures else time.time_ns()
+        extra = {"sources": sources, "spread_ns": spread, "stale": stale}
+        height, width = pano.shape[:2]
+        if self.demand.wants(self.topic_jpeg):
+            jpeg = simplejpeg.encode_jpeg(pano, quality=self.cfg.jpeg_quality, colorspace="BGR", colorsubsampling="420")
+            self.counters["jpeg_encoded"] += 1
+            self._send(protocol.JPEG, capture_ns, jpeg, width, height, extra)
+        if self.demand.wants(self.topic_raw):
+            # the composer reuses its buffer for the next panorama, and a zero-copy send is still
+            # reading it in libzmq's I/O thread: hand libzmq its own copy
+            self._send(protocol.RAW, capture_ns, pano.copy(), width, height, extra)
+            self.counters["raw_published"] += 1
+        self.counters["panoramas"] += 1
+        self.last_emit = now
+        self.first_fresh = 0.0
+        self._fps.tick(now)
+
+    def _send(self, kind: str, capture_ns: int, payload: Any, width: int, height: int, extra: dict[str, Any]) -> None:
+        with contextlib.suppress(zmq.Again):
+            protocol.send_frame(self.pub, PANO, kind, self.seq, capture_ns, payload, width, height, extra)
+
+    # -- status
+
+    def status(self) -> dict[str, Any]:
+        now = time.monotonic()
+        cameras = {}
+        for slot in self.slots:
+            cameras[slot.name] = {
+                "state": LIVE if slot.live(now, self.cfg.stale_after) else (NO_SIGNAL if slot.frame else "waiting"),
+                "age": round(now - slot.arrived, 3) if slot.arrived else None,
+            }
+        return {
+            "name": PANO,
+            "fps": self._fps.fps(now),
+            "seq": self.seq,
+            "spread_ms": round(self.last_spread_ms, 2),
+            "width": self.composer.size[0],
+            "height": self.composer.size[1],
+            "subscribers": self.demand.snapshot(PANO),
+            "upstream": self.subscribed_upstream,
+            "cameras": cameras,
+            **self.counters,
+        }
+
+    def _publish_status(self) -> None:
+        with contextlib.suppress(zmq.Again):
+            self.pub.send_multipart(protocol.encode_status(PANO, self.status()), flags=zmq.NOBLOCK)
+
+    # -- loop
+
+    def run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.pub, zmq.POLLIN)
+        poller.register(self.sub, zmq.POLLIN)
+        next_status = time.monotonic()
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= next_status:
+                    self._publish_status()
+                    next_status = now + STATUS_INTERVAL
+                due = self._due(now)
+                if due is not None and due <= now:
+                    self._emit(now)
+                    continue
+                deadline = next_status if due is None else min(due, next_status)
+                timeout_ms = max(0, int((deadline - time.monotonic()) * 1000) + 1)
+                events = dict(poller.poll(timeout_ms))
+                now = time.monotonic()
+                if self.pub in events:
+                    subscribers = self.demand.snapshot(PANO)
+                    sockets.drain_subscriptions(self.pub, self.demand)
+                    self._update_upstream(now)
+                    if self.demand.snapshot(PANO) != subscribers:
+                        # status follows demand at once, not up to STATUS_INTERVAL later
+                        self._publish_status()
+                        next_status = time.monotonic() + STATUS_INTERVAL
+                if self.sub in events:
+                    self._receive(now)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if not self.pub.closed:
+            self.sub.close(linger=0)
+            self.pub.close(linger=0)
+
+    def can_term(self) -> bool:
+        return True
+
+
+def run_stitcher(config: Config, *, link: Connection | None = None) -> None:
+    """Process entry point (``multiprocessing`` target): run until SIGTERM/SIGINT."""
+    run_child(STITCHER, config, lambda ctx: Stitcher(config, ctx), publishes=True, link=link)

@@ -1,0 +1,46 @@
+"""The fake ESP32-CAM as a process: ``python -m zmqcam.testing.fakecam --port 8080`` (stream on 8081)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+
+from zmqcam.testing.fakecam.camera import FakeCam
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m zmqcam.testing.fakecam",
+        description="A fake ESP32-CAM (CameraWebServer firmware): snapshots on PORT, the stream on PORT+1.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="0 picks free ports (see the READY line)")
+    parser.add_argument("--stream-port", type=int, default=None, help="default: PORT+1")
+    parser.add_argument("--size", default="640x480", help="WIDTHxHEIGHT")
+    parser.add_argument("--fps", type=float, default=15.0)
+    parser.add_argument("--quality", type=int, default=12, help="sensor quality 0 (best) .. 63")
+    parser.add_argument("--capture-delay", type=float, default=0.15)
+    args = parser.parse_args(argv)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    cam = FakeCam(
+        args.host,
+        args.port,
+        stream_port=args.stream_port,
+        size=(width, height),
+        fps=args.fps,
+        quality=args.quality,
+        capture_delay=args.capture_delay,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    cam.start()
+    try:
+        print(f"READY {cam.port} {cam.stream_port}", flush=True)
+        print(f"snapshots: {cam.capture_url}  stream: {cam.stream_url}  faults: {cam.base_url}/fake/stats", flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        cam.stop()
+    return 0
