@@ -41,7 +41,9 @@ __all__ = [
     "DEFAULT_SQUARES",
     "DEFAULT_SQUARE_MM",
     "DICTIONARIES",
+    "MARGIN_MM",
     "BoardSpec",
+    "board_image",
     "encode_pdf",
     "encode_png",
     "parse_board_spec",
@@ -289,16 +291,30 @@ def _caption(spec: BoardSpec) -> list[str]:
     ]
 
 
+def board_image(spec: BoardSpec, px_per_mm: float) -> np.ndarray:
+    """The board alone (greyscale uint8), edge to edge, at exactly ``px_per_mm``. OpenCV draws whole
+    pixels per square, so the board is drawn with the next whole number of pixels per square and
+    scaled down by area: every edge lands where the spec puts it (to a fraction of a pixel), instead
+    of the rounding adding up along the board."""
+    board_w, board_h = spec.size_mm
+    size = (round(board_w * px_per_mm), round(board_h * px_per_mm))
+    per_square = math.ceil(spec.square_mm * px_per_mm)
+    drawn = spec.cv_board.generateImage((spec.cols * per_square, spec.rows * per_square), marginSize=0, borderBits=1)
+    if drawn.shape[1] == size[0] and drawn.shape[0] == size[1]:
+        return drawn
+    return cv2.resize(drawn, size, interpolation=cv2.INTER_AREA)
+
+
 def sheet_image(spec: BoardSpec, dpi: int = DEFAULT_DPI) -> np.ndarray:
     """The sheet to print (greyscale uint8) at ``dpi``: the board at its exact physical size in a
     white margin, and under it a caption that names the board and the calibrate flags it needs."""
     px_per_mm = dpi / _MM_PER_INCH
     sheet_w, sheet_h = sheet_size_mm(spec)
-    board_w, board_h = spec.size_mm
     image = np.full((round(sheet_h * px_per_mm), round(sheet_w * px_per_mm)), 255, np.uint8)
-    bw, bh = round(board_w * px_per_mm), round(board_h * px_per_mm)
+    board = board_image(spec, px_per_mm)
+    bh, bw = board.shape
     x0 = y0 = round(MARGIN_MM * px_per_mm)
-    image[y0 : y0 + bh, x0 : x0 + bw] = spec.cv_board.generateImage((bw, bh), marginSize=0, borderBits=1)
+    image[y0 : y0 + bh, x0 : x0 + bw] = board
     font = cv2.FONT_HERSHEY_SIMPLEX
     (_, cap_px), _ = cv2.getTextSize("H", font, 1.0, 1)
     scale = _CAPTION_CAP_MM * px_per_mm / cap_px

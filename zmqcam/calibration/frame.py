@@ -221,11 +221,12 @@ def choose_frame(
 
     band = _settle_band(quads, mids, ordered_names)
     if height is not None:
-        want = height / scale
+        # rows 0 .. height-1 have their centres (height - 1) / scale mm apart
+        want = (height - 1) / scale
         have = band[1] - band[0]
         if want > have + 1e-9:
             raise CalibrationError(
-                f"height {height} px is more than the {math.floor(have * scale)} px band every camera sees "
+                f"height {height} px is more than the {_rows(have, scale)} px band every camera sees "
                 f"at {scale:g} px per mm: ask for less, or a smaller px per mm"
             )
         centre = (band[0] + band[1]) / 2
@@ -237,7 +238,7 @@ def choose_frame(
     s0, t0 = spans[0][0], band[0]
     pano_from_st = np.array([[scale, 0.0, -s0 * scale], [0.0, scale, -t0 * scale], [0.0, 0.0, 1.0]])
     pano_from_plane = pano_from_st @ to_st
-    rows = math.floor((band[1] - band[0]) * scale + 1e-9) + 1
+    rows = height if height is not None else _rows(band[1] - band[0], scale)
     offsets = [math.ceil((a - s0) * scale - 1e-9) for a, _ in spans]
     lasts = [math.floor((b - s0) * scale + 1e-9) for _, b in spans]
     seam_cols = [min(max(round((s - s0) * scale), offsets[k + 1]), lasts[k] + 1) for k, s in enumerate(seams_s)]
@@ -287,6 +288,11 @@ def choose_frame(
         seams,
         "board" if belt_axis == "board" or n < 2 else "cameras",
     )
+
+
+def _rows(band_mm: float, scale: float) -> int:
+    """Whole panorama rows whose centres fit in a band ``band_mm`` tall."""
+    return math.floor(band_mm * scale + 1e-9) + 1
 
 
 def _upright(warped_from_camera: np.ndarray, size: tuple[int, int]) -> int:

@@ -32,7 +32,7 @@ import numpy as np
 from zmqcam.calibration.board import BoardSpec
 from zmqcam.calibration.detect import CameraDetection, detect_camera
 from zmqcam.calibration.frame import CameraGeometry, PanoramaFrame, Seam, choose_frame, rotation_matrix
-from zmqcam.calibration.solve import Observation, PlaneSolution, solve_plane
+from zmqcam.calibration.solve import RANSAC_PX, Observation, PlaneSolution, reject_outliers, solve_plane
 from zmqcam.config import Config, from_dict
 from zmqcam.errors import CalibrationError, ConfigError
 
@@ -59,6 +59,13 @@ CORNER_COLOR = (0, 200, 255)
 _MAX_PIXELS = 16384
 #: the corners of one view must spread at least this many squares across their narrowest direction
 _MIN_SPREAD_SQUARES = 0.3
+#: misread corners (RANSAC outliers) a camera may have: a few, or a small share of what it sees;
+#: more means the board or the camera does not fit the flat-board model
+_MAX_MISREAD = 2
+_MAX_MISREAD_SHARE = 0.1
+_INCONSISTENT = (
+    "the board moved during the frames, is not flat, or the lens distorts; keep the belt still and the board flat"
+)
 
 Frames = Sequence[np.ndarray | None] | np.ndarray | None
 
@@ -306,27 +313,32 @@ def calibrate_rig(
             corners, markers, flat = best[name]
             if markers == 0:
                 raise CalibrationError(f"{name} sees no board (0 markers): {_where(name, names)}")
+            more = f"{_where(name, names)}, with more of it in {name}'s view"
             if flat and corners >= min_corners:
-                raise CalibrationError(
-                    f"{name} sees {corners} corners, all along one line: {_where(name, names)}, more of it in view"
-                )
-            raise CalibrationError(
-                f"{name} sees {corners} corners (need >= {min_corners}): {_where(name, names)}, more of it in view"
-            )
+                raise CalibrationError(f"{name} sees {corners} corners, all along one line: {more}")
+            plural = "" if corners == 1 else "s"
+            raise CalibrationError(f"{name} sees {corners} corner{plural} (need >= {min_corners}): {more}")
 
     sizes_list: list[tuple[int, int]] = []
     for name in names:
         size = size_of[name]
         assert size is not None
         sizes_list.append((int(size[0]), int(size[1])))
+    observations, outliers = reject_outliers(observations, len(names))
+    for i, name in enumerate(names):
+        total = sum(len(o.board_mm) for o in observations if o.camera == i) + outliers[i]
+        if outliers[i] > max(_MAX_MISREAD, _MAX_MISREAD_SHARE * total):
+            raise CalibrationError(
+                f"{name}: {outliers[i]} of {total} corners do not fit one flat board within {RANSAC_PX:g} px: "
+                f"{_INCONSISTENT}"
+            )
     solution, linked = solve_plane(observations, sizes_list, len(placements))
     if solution is None:
         raise CalibrationError(_unlinked_message(names, linked))
     for i, name in enumerate(names):
         if solution.error_px[i] > max_error_px:
             raise CalibrationError(
-                f"{name}: reprojection error {solution.error_px[i]:.1f} px (limit {max_error_px:g} px): the board "
-                "moved during the frames, is not flat, or the lens distorts; keep the belt still and the board flat"
+                f"{name}: reprojection error {solution.error_px[i]:.1f} px (limit {max_error_px:g} px): {_INCONSISTENT}"
             )
     frame = choose_frame(
         names, sizes_list, solution.plane_from_camera, px_per_mm=px_per_mm, height=height, belt_axis=belt_axis
@@ -337,20 +349,18 @@ def calibrate_rig(
             f"{too_big[0].name}'s part of the panorama is {too_big[0].width}x{too_big[0].height} px, more than "
             f"{_MAX_PIXELS}: ask for a smaller --px-per-mm"
         )
-    return _result(board, names, detections, solution, frame, placements)
+    return _result(board, names, detections, solution, frame, placements, outliers)
 
 
 def _unlinked_message(names: Sequence[str], linked: Sequence[int]) -> str:
     inside = [names[i] for i in linked]
     outside = [n for n in names if n not in inside]
+    first, second = (inside, outside) if names[0] in inside else (outside, inside)
     # the neighbours (config order) across the cut: where a shared sheet would link them
-    pair = next(
-        ((a, b) for a, b in itertools.pairwise(names) if (a in inside) != (b in inside)),
-        (inside[0] if inside else names[0], outside[0]),
-    )
+    a, b = next((a, b) for a, b in itertools.pairwise(names) if (a in inside) != (b in inside))
     return (
-        f"{', '.join(outside)} not linked to {', '.join(inside) or 'the others'} by any board seen by both: "
-        f"lay the board where {pair[0]} and {pair[1]} overlap"
+        f"{', '.join(first)} and {', '.join(second)} are not linked by any board seen by both: "
+        f"lay the board where {a} and {b} overlap"
     )
 
 
@@ -361,6 +371,7 @@ def _result(
     solution: PlaneSolution,
     frame: PanoramaFrame,
     placements: Mapping[tuple[int, int], int],
+    outliers: Sequence[int],
 ) -> RigCalibration:
     cams = []
     for k, geo in enumerate(frame.cameras):
@@ -374,7 +385,7 @@ def _result(
                 sum(d.frames for d in seen),
                 solution.error_px[i],
                 solution.error_mm[i],
-                solution.outliers[i],
+                outliers[i],
                 frame.native_px_per_mm[k],
                 solution.plane_from_camera[i],
             )

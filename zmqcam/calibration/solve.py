@@ -27,10 +27,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["Observation", "PlaneSolution", "rigid_fit", "solve_plane", "transform"]
+__all__ = ["RANSAC_PX", "Observation", "PlaneSolution", "reject_outliers", "rigid_fit", "solve_plane", "transform"]
 
 #: RANSAC threshold when fitting one camera's view of one sheet: a corner further off is misread
 RANSAC_PX = 2.0
+#: a homography needs 4 points; fewer left after RANSAC and the view is dropped
+_MIN_INLIERS = 4
 _MAX_ITERATIONS = 100
 _TOLERANCE = 1e-12  # relative decrease of the cost below which the refinement stops
 _STEP = 1e-6  # numeric derivative step, in normalised parameter units
@@ -58,9 +60,8 @@ class PlaneSolution:
     #: per camera: root-mean-square reprojection error, camera pixels and plane mm
     error_px: tuple[float, ...]
     error_mm: tuple[float, ...]
-    #: per camera: corners used (RANSAC inliers) and corners dropped as misread
+    #: per camera: corners used
     inliers: tuple[int, ...]
-    outliers: tuple[int, ...]
 
 
 def transform(h: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -227,23 +228,32 @@ def _first_estimates(
     return cameras, boards
 
 
-def solve_plane(
-    observations: Sequence[Observation], sizes: Sequence[tuple[int, int]], n_placements: int
-) -> tuple[PlaneSolution | None, list[int]]:
-    """Solve for every camera (``sizes``: each camera's frame size, by index). Returns the solution and
-    the cameras the observations link to the reference placement; when that is not all of them, the
-    solution is None (the caller names the cameras that are cut off)."""
-    n_cameras = len(sizes)
+def reject_outliers(observations: Sequence[Observation], n_cameras: int) -> tuple[list[Observation], list[int]]:
+    """Each observation without the corners RANSAC finds off its homography by more than ``RANSAC_PX``
+    (misread corners), and per camera how many were dropped. An observation left with fewer than
+    ``_MIN_INLIERS`` corners is dropped whole."""
     kept: list[Observation] = []
     outliers = [0] * n_cameras
     for o in observations:
         _, mask = cv2.findHomography(o.board_mm, o.image_px, cv2.RANSAC, RANSAC_PX)
-        if mask is None:
+        inlier = np.zeros(len(o.board_mm), bool) if mask is None else mask.ravel().astype(bool)
+        if inlier.sum() < _MIN_INLIERS:
             outliers[o.camera] += len(o.board_mm)
             continue
-        inlier = mask.ravel().astype(bool)
         outliers[o.camera] += int((~inlier).sum())
         kept.append(Observation(o.camera, o.placement, o.image_px[inlier], o.board_mm[inlier]))
+    return kept, outliers
+
+
+def solve_plane(
+    observations: Sequence[Observation], sizes: Sequence[tuple[int, int]], n_placements: int
+) -> tuple[PlaneSolution | None, list[int]]:
+    """Solve for every camera (``sizes``: each camera's frame size, by index) from observations
+    (misread corners dropped: ``reject_outliers``). Returns the solution and the cameras the
+    observations link to the reference placement; when that is not all of them, the solution is None
+    (the caller names the cameras that are cut off)."""
+    n_cameras = len(sizes)
+    kept = list(observations)
     cams_of: dict[int, set[int]] = {p: set() for p in range(n_placements)}
     for o in kept:
         cams_of[o.placement].add(o.camera)
@@ -285,6 +295,5 @@ def solve_plane(
         tuple(error_px),
         tuple(error_mm),
         tuple(inliers),
-        tuple(outliers),
     )
     return solution, linked

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 import simplejpeg
 
-from zmqcam.calibration.board import MARGIN_MM, BoardSpec
+from zmqcam.calibration.board import MARGIN_MM, BoardSpec, board_image
 
 __all__ = [
     "BELT_MM",
@@ -181,11 +181,11 @@ def _belt_texture(seed: int) -> np.ndarray:
     """The belt without boards (BGR uint8 at ``TEXTURE_PX_PER_MM``), read-only, cached."""
     rng = np.random.default_rng(seed)
     width, height = round(BELT_MM[0] * TEXTURE_PX_PER_MM), round(BELT_MM[1] * TEXTURE_PX_PER_MM)
-    # smooth colour fields from 80 mm down to 6 mm, made at 1 px per mm (fast), then upsampled
+    # smooth colour fields from 80 mm down to 2.5 mm, made at 1 px per mm (fast), then upsampled
     coarse_size = (round(BELT_MM[0]), round(BELT_MM[1]))
     coarse = np.zeros((coarse_size[1], coarse_size[0], 3), np.float32)
     coarse[:] = (110, 118, 112)
-    for scale_mm, amplitude in ((80.0, 28.0), (25.0, 20.0), (6.0, 12.0)):
+    for scale_mm, amplitude in ((80.0, 28.0), (25.0, 20.0), (6.0, 14.0), (2.5, 12.0)):
         cells = (max(2, round(BELT_MM[1] / scale_mm)), max(2, round(BELT_MM[0] / scale_mm)))
         field_ = rng.normal(0.0, amplitude, (*cells, 3)).astype(np.float32)
         coarse += cv2.resize(field_, coarse_size, interpolation=cv2.INTER_CUBIC)
@@ -196,10 +196,10 @@ def _belt_texture(seed: int) -> np.ndarray:
     shift = 4  # sub-pixel drawing: 1/16 px
     one = 1 << shift
     area = BELT_MM[0] * BELT_MM[1]
-    for _ in range(int(area / 900)):
+    for _ in range(int(area / 250)):
         color = tuple(int(c) for c in rng.integers(20, 200, 3))
         x, y = rng.uniform(0, BELT_MM[0]), rng.uniform(0, BELT_MM[1])
-        size = rng.uniform(1.5, 14.0)
+        size = rng.uniform(1.5, 10.0)
         kind = rng.integers(0, 3)
         centre = (round(x * px * one), round(y * px * one))
         if kind == 0:
@@ -220,11 +220,11 @@ def _draw_board(texture: np.ndarray, placement: BoardPlacement) -> None:
     """Lay the printed sheet (board and white margin) on ``texture``, antialiased."""
     spec = placement.spec
     fine = TEXTURE_PX_PER_MM * _BOARD_SUPERSAMPLE
-    board_w, board_h = spec.size_mm
-    bw, bh = round(board_w * fine), round(board_h * fine)
+    board = board_image(spec, fine)
+    bh, bw = board.shape
     margin = round(MARGIN_MM * fine)
     sheet = np.full((bh + 2 * margin, bw + 2 * margin), 255, np.uint8)
-    sheet[margin : margin + bh, margin : margin + bw] = spec.cv_board.generateImage((bw, bh), marginSize=0)
+    sheet[margin : margin + bh, margin : margin + bw] = board
     sheet = (INK + sheet.astype(np.float32) * ((PAPER - INK) / 255.0)).astype(np.float32)
     # sheet pixel -> board mm -> belt mm -> fine texture pixel
     board_from_sheet = np.array(
