@@ -425,3 +425,17 @@ def test_calibrate_config_uses_the_configs_cameras_and_sizes(single: Calibrated)
     assert rescaled.size == pytest.approx(result.size, abs=3)
     for a, b in zip(result.cameras, rescaled.cameras, strict=True):
         assert np.abs(np.asarray(a.geometry.src) - np.asarray(b.geometry.src)).max() < 3.0, a.name
+
+
+def test_scene_frames_are_repeatable_jpegs_with_fresh_noise() -> None:
+    """The scene feeds cameras (e.g. fake ESP32-CAMs) JPEG bytes: the same frame number gives the same
+    bytes, another frame number other sensor noise of the same picture."""
+    scene = Scene(boards=default_sheets())
+    jpegs = scene.jpegs(0)
+    assert list(jpegs) == NAMES
+    assert jpegs == scene.jpegs(0)
+    assert jpegs["cam0"] != scene.jpegs(1)["cam0"]
+    a, b = scene.frame("cam0", 0), scene.frame("cam0", 1)
+    assert a.shape == (480, 640, 3)
+    assert psnr(a, b) > 30  # the same picture, different noise
+    assert psnr(a, scene.frame("cam1", 0)) < 20

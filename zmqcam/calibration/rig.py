@@ -443,7 +443,7 @@ def render_calibration(
         for view in det.views:
             pts = cv2.perspectiveTransform(view.image_px.reshape(-1, 1, 2), to_panel).reshape(-1, 2)
             for px, py in pts:
-                cv2.circle(image, (round(px * 16), round(py * 16)), 3 * 16, CORNER_COLOR, 1, cv2.LINE_AA, 4)
+                cv2.circle(image, (round(px * 16), round(py * 16)), 4 * 16, CORNER_COLOR, 2, cv2.LINE_AA, 4)
         fit = result.camera(name)
         text = f"{det.corners} corners, error {fit.error_px:.2f} px"
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
