@@ -241,7 +241,9 @@ def _scaled(points: np.ndarray, frame_size: tuple[int, int], size: tuple[int, in
     return points * np.array([size[0] / frame_size[0], size[1] / frame_size[1]])
 
 
-def _check_options(px_per_mm: float | None, height: int | None, max_error_px: float) -> None:
+def _check_options(px_per_mm: float | None, height: int | None, max_error_px: float, min_corners: int) -> None:
+    if min_corners < 4:  # a homography needs four points
+        raise CalibrationError(f"min_corners {min_corners}: needs at least 4")
     if px_per_mm is not None and not (math.isfinite(px_per_mm) and 0.01 <= px_per_mm <= 100):
         raise CalibrationError(f"--px-per-mm {px_per_mm:g}: needs a number from 0.01 to 100")
     if height is not None and not 1 <= height <= _MAX_PIXELS:
@@ -271,7 +273,7 @@ def calibrate_rig(
     names = list(cameras)
     if not names:
         raise CalibrationError("no camera to calibrate")
-    _check_options(px_per_mm, height, max_error_px)
+    _check_options(px_per_mm, height, max_error_px, min_corners)
     detections: list[dict[str, CameraDetection]] = []
     for fs in frame_sets:
         detections.append({name: detect_camera(name, _frames(fs.get(name)), board) for name in names if name in fs})
