@@ -15,7 +15,7 @@ so every frame is equally sharp and only the noise differs.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -149,9 +149,3 @@ def detect_camera(camera: str, frames: Iterable[np.ndarray | None], spec: BoardS
         views.append(SheetView(sheet, id_array, image_px, board_mm, markers[sheet]))
     return CameraDetection(camera, size or (0, 0), count, tuple(views))
 
-
-def detect_all(
-    frame_sets: Sequence[dict[str, Sequence[np.ndarray | None]]], spec: BoardSpec
-) -> list[dict[str, CameraDetection]]:
-    """``detect_camera`` for every camera of every frame set (camera name -> its frames)."""
-    return [{name: detect_camera(name, frames, spec) for name, frames in fs.items()} for fs in frame_sets]
