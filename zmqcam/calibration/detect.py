@@ -148,4 +148,3 @@ def detect_camera(camera: str, frames: Iterable[np.ndarray | None], spec: BoardS
         image_px = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         views.append(SheetView(sheet, id_array, image_px, board_mm, markers[sheet]))
     return CameraDetection(camera, size or (0, 0), count, tuple(views))
-
