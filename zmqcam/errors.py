@@ -2,6 +2,7 @@
 
 ZmqcamError
 ├── ConfigError          a config file is invalid; ``.lines`` holds one message per problem
+├── CalibrationError     a board or a rig calibration cannot be made; one line that says what to do
 ├── ProtocolError        a bus message is malformed (callers count it and drop it)
 ├── SourceError          a camera misbehaved; the grabber reconnects with backoff
 │   ├── SourceTimeout    connect or read took longer than its timeout
@@ -31,6 +32,12 @@ class ConfigError(ZmqcamError):
     def __init__(self, lines: list[str]) -> None:
         self.lines = list(lines)
         super().__init__("\n".join(self.lines))
+
+
+class CalibrationError(ZmqcamError):
+    """A board spec is invalid, or a rig cannot be calibrated from the frames given (a camera sees too
+    little of the board, neighbours do not overlap, the estimates disagree). The message is one line
+    that says what to change."""
 
 
 class ProtocolError(ZmqcamError):

@@ -211,6 +211,7 @@ def _cross_checks(config: Config) -> Iterator[tuple[str, Any, str]]:
         if not config.stitch.cameras:
             yield "stitch.cameras", [], "must name at least one camera"
     stitched = [c for c in config.camera if config.stitch.cameras is None or c.name in config.stitch.cameras]
+    yield from _check_overlaps(config)
     if config.stitch.enabled and stitched:
         height = stitched[0].geometry.height
         for cam in stitched[1:]:
@@ -230,6 +231,30 @@ def _cross_checks(config: Config) -> Iterator[tuple[str, Any, str]]:
         yield "http.basic_user", config.http.basic_user, "basic_user and basic_password go together"
     if (config.http.tls_cert is None) != (config.http.tls_key is None):
         yield "http.tls_cert", config.http.tls_cert, "tls_cert and tls_key go together"
+
+
+def _check_overlaps(config: Config) -> Iterator[tuple[str, Any, str]]:
+    """A camera's ``overlap`` must fit in the margins its warped image and the next one's have beyond
+    their crops, and needs a next camera."""
+    known = {c.name for c in config.camera}
+    order = [n for n in config.stitch.cameras if n in known] if config.stitch.cameras is not None else None
+    stitched = [config.camera_named(n) for n in order] if order is not None else list(config.camera)
+    for k, cam in enumerate(stitched):
+        if cam.overlap is None:
+            continue
+        where = f"camera[{config.camera.index(cam)}].overlap"
+        if k + 1 == len(stitched):
+            yield where, cam.overlap, "the last stitched camera has no next camera to overlap"
+            continue
+        nxt = stitched[k + 1]
+        margin = cam.geometry.width - cam.crop_range[1] + nxt.crop_range[0]
+        if cam.overlap > margin:
+            yield (
+                where,
+                cam.overlap,
+                f"must be <= the columns past crop.back ({cam.geometry.width - cam.crop_range[1]}) plus "
+                f"{nxt.name}'s crop.front ({nxt.crop_range[0]})",
+            )
 
 
 def _check_endpoint(path: str, endpoint: str, connect: bool = False) -> Iterator[tuple[str, Any, str]]:

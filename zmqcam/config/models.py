@@ -65,6 +65,10 @@ class CameraConfig(_Model):
     rotate: Literal[0, 90, 180, 270] = 0
     perspective: Perspective | None = None
     crop: Crop = Crop()
+    #: panorama pixels this camera's warped image shares with the next stitched camera's, around the
+    #: seam (``perspective.width - crop.back`` plus the next camera's ``crop.front``): where a seam can
+    #: be blended. Written by ``calibrate --auto``; None: not known (a hard cut)
+    overlap: Annotated[int, Field(ge=0, le=16384)] | None = None
     #: frames per second cap; the synthetic camera produces exactly this rate
     fps: Annotated[float, Field(gt=0, le=240)] = 30.0
     #: seconds without any subscriber before the camera connection is closed (0: at once)
