@@ -32,10 +32,10 @@ PAGE = """<!doctype html>
 <video id="video" muted autoplay playsinline style="width:100%"></video>
 <img id="mjpeg" alt="" style="width:100%;display:none">
 <script>
-%(js)s
+{{js}}
 window.player = ZmqcamPlayer.start({
   video: document.getElementById("video"), img: document.getElementById("mjpeg"),
-  mp4: "%(mp4)s", mjpeg: "/stream",
+  mp4: "{{mp4}}", mjpeg: "/stream",
   onmode: (m) => { document.getElementById("mode").textContent = m; },
   onlatency: (s) => { document.getElementById("latency").textContent = (s * 1000).toFixed(0) + " ms"; },
 });
@@ -107,7 +107,7 @@ class LiveVideoServer:
     # -- the server ---------------------------------------------------------------------------
     async def _page(self, request: web.Request) -> web.Response:
         mp4 = request.query.get("mp4", "/stream.mp4")
-        return web.Response(text=PAGE % {"js": PLAYER_JS.read_text(), "mp4": mp4}, content_type="text/html")
+        return web.Response(text=PAGE.replace("{{js}}", PLAYER_JS.read_text()).replace("{{mp4}}", mp4), content_type="text/html")
 
     async def _stream_mp4(self, request: web.Request) -> web.StreamResponse:
         assert self._changed is not None
