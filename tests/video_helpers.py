@@ -107,7 +107,8 @@ class LiveVideoServer:
     # -- the server ---------------------------------------------------------------------------
     async def _page(self, request: web.Request) -> web.Response:
         mp4 = request.query.get("mp4", "/stream.mp4")
-        return web.Response(text=PAGE.replace("{{js}}", PLAYER_JS.read_text()).replace("{{mp4}}", mp4), content_type="text/html")
+        page = PAGE.replace("{{js}}", PLAYER_JS.read_text()).replace("{{mp4}}", mp4)
+        return web.Response(text=page, content_type="text/html")
 
     async def _stream_mp4(self, request: web.Request) -> web.StreamResponse:
         assert self._changed is not None

@@ -52,7 +52,7 @@ class EncoderSettings:
     a one-second VBV buffer (a bounded rate for a link of known size); else quality is constant."""
 
     preset: str = "superfast"
-    crf: int = 26
+    crf: int = 23
     bitrate: int | None = None
     #: frames between keyframes: a new viewer waits up to this long for its first picture
     keyint: int = 30
