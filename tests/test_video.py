@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from conftest import needs
+from conftest import needs, wait_for
 from video_helpers import PANO_SIZE, LiveVideoServer, live_server, psnr
 
 from zmqcam.sources.synthetic import render_scene
 from zmqcam.video.fmp4 import Fragment, FragmentMuxer, LiveFragments, codec_string
 from zmqcam.video.h264 import AccessUnit, EncoderSettings, H264Decoder, H264Encoder, is_keyframe
+from zmqcam.video.push import PushWorker, push_format
 from zmqcam.video.timeline import VideoError
 
 T0_NS = 1_750_000_000_000_000_000
@@ -155,3 +158,87 @@ def test_a_late_viewer_of_the_http_fmp4_stream_decodes_frames_of_the_right_size(
     while server.viewers and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.viewers == 0, "viewers that hung up are gone"
+
+
+class RtspReceiver:
+    """A real RTSP server in record mode: ``ffmpeg -rtsp_flags listen`` decoding what it receives to
+    grey frames on its stdout, counted by a reader thread."""
+
+    def __init__(self, port: int, size: tuple[int, int]) -> None:
+        self.url = f"rtsp://127.0.0.1:{port}/live"
+        self.frame_bytes = size[0] * size[1]
+        self.received = 0
+        self.proc = subprocess.Popen(
+            ["ffmpeg", "-v", "error", "-rtsp_flags", "listen", "-i", self.url,
+             "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while chunk := self.proc.stdout.read(65536):
+            self.received += len(chunk)
+
+    @property
+    def frames(self) -> int:
+        return self.received // self.frame_bytes
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
+        self._reader.join(5)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_push_reaches_an_rtsp_server_and_reconnects_after_it_comes_back(server: LiveVideoServer) -> None:
+    """A PushWorker fed the live access units ANNOUNCEs/RECORDs to a real RTSP server (ffmpeg in
+    listen mode), which decodes frames of the coded size; the server killed, the worker counts the
+    failure and backs off without ever blocking ``offer``; a new server on the same port gets the
+    stream again (a second connect, starting at a keyframe)."""
+    ffmpeg_tools()
+    port = free_port()
+    size = server.encoder.coded_size
+    receiver = RtspReceiver(port, size)
+    worker = PushWorker(receiver.url, *size, fps=server.fps, backoff=(0.2, 1.0))
+    offer_ms: list[float] = []
+
+    def offer(au: AccessUnit) -> None:
+        t = time.perf_counter()
+        worker.offer(au.data, au.keyframe, au.capture_ns)
+        offer_ms.append((time.perf_counter() - t) * 1000)
+
+    worker.start()
+    server.listeners.append(offer)
+    try:
+        wait_for(lambda: receiver.frames >= 10, 20, message="the RTSP server to decode 10 frames")
+        assert worker.stats()["state"] == "live" and worker.connects == 1
+        receiver.kill()
+        wait_for(lambda: worker.failures >= 1, 20, message="the worker to notice the server is gone")
+        # the write that finds it gone: broken pipe or reset; every reconnect after: refused
+        assert any(word in worker.last_error.lower() for word in ("broken pipe", "reset", "refused")), worker.last_error
+
+        receiver = RtspReceiver(port, size)
+        wait_for(lambda: receiver.frames >= 10, 30, message="the new RTSP server to decode 10 frames")
+        assert worker.connects >= 2 and worker.stats()["state"] == "live"
+        assert max(offer_ms) < 50, f"offer blocked for {max(offer_ms):.0f} ms"
+    finally:
+        server.listeners.remove(offer)
+        worker.stop()
+        receiver.kill()
+
+
+def test_publish_urls_are_checked_up_front() -> None:
+    """A URL that is neither rtsp:// nor rtmp:// is refused at once, with one line."""
+    with pytest.raises(VideoError, match="must be rtsp://host"):
+        PushWorker("http://example.invalid/live", 2348, 250)
+    assert push_format("rtmp://127.0.0.1/live/key") == "flv"

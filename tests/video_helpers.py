@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ class LiveVideoServer:
         self.muxer = FragmentMuxer(*self.encoder.coded_size, fps=fps)
         self.live = LiveFragments()
         self.units: list[AccessUnit] = []  # every access unit made, for tests that reuse them
+        self.listeners: list[Callable[[AccessUnit], None]] = []  # called in the producer thread
         self.origin_ns: int | None = None
         self.viewers = 0
         self.errors: list[BaseException] = []
@@ -84,6 +85,8 @@ class LiveVideoServer:
                     self.live.add(fragments)
                     self._latest_jpeg = jpeg
                 self._loop.call_soon_threadsafe(self._notify)
+                for listener in self.listeners:
+                    listener(au)
                 next_at += period
                 self._stop.wait(max(0.0, next_at - time.monotonic()))
         except BaseException as exc:  # reported by the test at teardown
