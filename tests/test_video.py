@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +22,7 @@ from video_helpers import PANO_SIZE, LiveVideoServer, live_server, psnr
 from zmqcam.sources.synthetic import render_scene
 from zmqcam.video.fmp4 import Fragment, FragmentMuxer, LiveFragments, codec_string
 from zmqcam.video.h264 import AccessUnit, EncoderSettings, H264Decoder, H264Encoder, is_keyframe
+from zmqcam.video.mp4file import ORIGIN_KEY, Mp4Reader, Mp4Recorder
 from zmqcam.video.push import PushWorker, push_format
 from zmqcam.video.timeline import VideoError
 
@@ -242,3 +248,79 @@ def test_publish_urls_are_checked_up_front() -> None:
     with pytest.raises(VideoError, match="must be rtsp://host"):
         PushWorker("http://example.invalid/live", 2348, 250)
     assert push_format("rtmp://127.0.0.1/live/key") == "flv"
+
+
+def test_a_recording_reads_back_frame_by_frame_with_its_capture_times(tmp_path: Path) -> None:
+    """Access units recorded to .mp4 (remuxed) read back as the source's frames (odd width restored,
+    PSNR > 30 dB) with their irregular capture times to the tick; ffprobe sees H.264 and the
+    capture origin in the metadata."""
+    ffmpeg_tools()
+    rng = np.random.default_rng(7)
+    captures = list(T0_NS + np.cumsum(rng.integers(20_000_000, 60_000_000, 30)))  # 20-60 ms apart
+    images, units = [], []
+    with H264Encoder(*PANO_SIZE, EncoderSettings(keyint=10)) as encoder:
+        for capture_ns in captures:
+            images.append(render_scene(*PANO_SIZE, capture_ns / 1e9))
+            units.append(encoder.encode(images[-1], int(capture_ns)))
+        coded = encoder.coded_size
+    path = tmp_path / "pano.mp4"
+    with Mp4Recorder(path, PANO_SIZE, coded) as recorder:
+        assert not recorder.write(units[3].data, False, units[3].capture_ns), "nothing before a keyframe"
+        for au in units:
+            recorder.write(au.data, au.keyframe, au.capture_ns)
+
+    with Mp4Reader(path) as reader:
+        assert reader.size == PANO_SIZE and reader.coded_size == coded and reader.origin_ns == captures[0]
+        frames = list(reader.frames())
+    assert len(frames) == len(units)
+    for frame, image, capture_ns in zip(frames, images, captures, strict=True):
+        assert abs(frame.capture_ns - capture_ns) <= 11_112, "capture time exact to one 90 kHz tick"
+        assert frame.image.shape == (250, 2347, 3) and psnr(frame.image, image) > 30
+    assert [f.keyframe for f in frames] == [au.keyframe for au in units]
+
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name:format_tags", "-of", "json",
+                            str(path)], capture_output=True, text=True, timeout=30)  # fmt: skip
+    info = json.loads(probe.stdout)
+    assert info["streams"][0]["codec_name"] == "h264"
+    assert info["format"]["tags"][ORIGIN_KEY] == str(captures[0])
+
+
+RECORD_CHILD = """
+import sys, time
+from zmqcam.sources.synthetic import render_scene
+from zmqcam.video.h264 import EncoderSettings, H264Encoder
+from zmqcam.video.mp4file import Mp4Recorder
+encoder = H264Encoder(2347, 250, EncoderSettings(keyint=10, preset="ultrafast"))
+recorder = Mp4Recorder(sys.argv[1], (2347, 250), encoder.coded_size)
+for n in range(10_000):
+    capture_ns = time.time_ns()
+    au = encoder.encode(render_scene(2347, 250, capture_ns / 1e9), capture_ns)
+    recorder.write(au.data, au.keyframe, au.capture_ns)
+    print(n + 1, flush=True)
+    time.sleep(0.02)
+"""
+
+
+def test_a_recorder_killed_mid_recording_leaves_a_readable_file(tmp_path: Path) -> None:
+    """SIGKILL a recording process: the file it leaves (no trailer, no index) reads back up to
+    the frame before the one in flight, capture times increasing."""
+    path = tmp_path / "killed.mp4"
+    child = subprocess.Popen([sys.executable, "-c", RECORD_CHILD, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        written = 0
+        for line in child.stdout:
+            written = int(line)
+            if written >= 25:
+                break
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(5)
+        if child.stdout is not None:
+            child.stdout.close()
+    with Mp4Reader(path) as reader:
+        frames = list(reader.frames())
+    assert len(frames) >= written - 1, f"{len(frames)} frames readable of {written} written"
+    assert all(b.capture_ns > a.capture_ns for a, b in itertools.pairwise(frames))
+    assert frames[0].image.shape == (250, 2347, 3)

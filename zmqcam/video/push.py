@@ -13,7 +13,10 @@ and ``OSError``), a server that is not there makes the first write fail with
 the push resumes at the next keyframe), the thread reconnects with jittered exponential backoff
 (0.5 s doubling to 30 s, like the grabbers), and ``stats`` says what happened. A write can block
 as long as the server stops reading without closing (its TCP window full): that is the worker
-thread's time, never the caller's; FFmpeg's socket timeout (``timeout``) bounds it.
+thread's time, never the caller's. It is long: FFmpeg's RTSP muxer waits out its socket timeout for
+each RTP packet (about 1.4 KB) and ignores the error, so one keyframe can block for minutes, and
+PyAV has no interrupt for output containers. ``stats()["writing_for"]`` shows such a write; a
+watchdog that must get rid of it needs the push in a process it can kill (see FINDINGS.md).
 """
 
 from __future__ import annotations
@@ -130,6 +133,7 @@ class PushWorker:
         self.dropped = 0
         self.last_error = ""
         self.retry_at = 0.0
+        self._write_started: float | None = None  # monotonic time of the write in progress
         self._queue: collections.deque[tuple[bytes, bool, int]] = collections.deque()
         self._cond = threading.Condition()
         self._stop = False
@@ -168,10 +172,12 @@ class PushWorker:
             self._cond.notify()
 
     def stats(self) -> dict[str, Any]:
-        retry_in = max(0.0, self.retry_at - time.monotonic()) if self.state == "backoff" else 0.0
+        now = time.monotonic()
+        retry_in = max(0.0, self.retry_at - now) if self.state == "backoff" else 0.0
+        started = self._write_started
         return {"url": self.url, "state": self.state, "connects": self.connects, "failures": self.failures,
                 "sent": self.sent, "dropped": self.dropped, "last_error": self.last_error,
-                "retry_in": round(retry_in, 3)}  # fmt: skip
+                "retry_in": round(retry_in, 3), "writing_for": round(now - started, 3) if started else 0.0}  # fmt: skip
 
     def _next(self) -> tuple[bytes, bool, int] | None:
         with self._cond:
@@ -193,7 +199,11 @@ class PushWorker:
                         self.dropped += 1
                         continue
                     pusher = Pusher(self.url, *self._args)
-                pusher.write(data, keyframe, capture_ns)
+                self._write_started = time.monotonic()
+                try:
+                    pusher.write(data, keyframe, capture_ns)
+                finally:
+                    self._write_started = None
                 if pusher.sent == 1:
                     self.connects += 1
                     self.state = "live"
