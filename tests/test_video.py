@@ -243,6 +243,35 @@ def test_push_reaches_an_rtsp_server_and_reconnects_after_it_comes_back(server: 
         receiver.kill()
 
 
+def test_push_to_an_rtmp_server_is_decoded_there(server: LiveVideoServer) -> None:
+    """The same worker pushes to an RTMP URL (flv muxer) and a real RTMP server (ffmpeg -listen 1)
+    decodes frames of the coded size."""
+    ffmpeg_tools()
+    w, h = server.encoder.coded_size
+    url = f"rtmp://127.0.0.1:{free_port()}/live/key"
+    receiver = subprocess.Popen(
+        ["ffmpeg", "-v", "error", "-listen", "1", "-i", url,
+         "-frames:v", "10", "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    worker = PushWorker(url, w, h, fps=server.fps, backoff=(0.2, 1.0)).start()
+
+    def offer(au: AccessUnit) -> None:
+        worker.offer(au.data, au.keyframe, au.capture_ns)
+
+    server.listeners.append(offer)
+    try:
+        out, _ = receiver.communicate(timeout=30)
+        assert len(out) == 10 * w * h, f"{len(out) / (w * h):.1f} frames decoded"
+        assert worker.connects >= 1
+    finally:
+        server.listeners.remove(offer)
+        worker.stop()
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.communicate()
+
+
 def test_publish_urls_are_checked_up_front() -> None:
     """A URL that is neither rtsp:// nor rtmp:// is refused at once, with one line."""
     with pytest.raises(VideoError, match="must be rtsp://host"):

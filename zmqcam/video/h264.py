@@ -51,8 +51,8 @@ class EncoderSettings:
     """How to encode. ``bitrate`` (bits/s), when set, replaces ``crf`` by average-bitrate control with
     a one-second VBV buffer (a bounded rate for a link of known size); else quality is constant."""
 
-    preset: str = "superfast"
-    crf: int = 23
+    preset: str = "veryfast"
+    crf: int = 22
     bitrate: int | None = None
     #: frames between keyframes: a new viewer waits up to this long for its first picture
     keyint: int = 30

@@ -64,8 +64,10 @@ class Pusher:
         self.timeline = Timeline()
         self.sent = 0
         self.skipped = 0
+        # RTSP over TCP (no lost packets, one port); its socket timeout. RTMP gets none: PyAV opens
+        # the rtmp:// URL without options (rw_timeout given to the muxer is ignored, with a warning)
         micros = str(int(timeout * 1_000_000))
-        options = {"rtsp_transport": "tcp", "timeout": micros} if self.format == "rtsp" else {"rw_timeout": micros}
+        options = {"rtsp_transport": "tcp", "timeout": micros} if self.format == "rtsp" else {}
         try:
             self._container: Any = av.open(url, "w", format=self.format, options=options)
         except (av.error.FFmpegError, OSError) as exc:
