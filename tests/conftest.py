@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import zmq
 
-from tests.helpers import Children, Daemon, require_rtsp
+from tests.helpers import Children, Daemon, needs, require_rtsp
 from zmqcam.config import Config, default_config_dict, from_dict
 from zmqcam.testing.fakecam import FakeCam
 from zmqcam.testing.rtsp_server import RtspServer
@@ -128,3 +128,40 @@ def children() -> Iterator[Children]:
     kids = Children()
     yield kids
     kids.stop_all()
+
+
+CHROMIUM = os.environ.get("ZMQCAM_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("ZMQCAM_CHROMEDRIVER", "/usr/bin/chromedriver")
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Any:
+    """Headless Debian Chromium driven by selenium (skips without it, fails in CI)."""
+    needs(
+        os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK),
+        f"needs chromium ({CHROMIUM}) and chromedriver ({CHROMEDRIVER}) (Debian packages chromium, chromium-driver)",
+    )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,1100",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(tmp_path / "chromium", ignore_errors=True)

@@ -8,6 +8,7 @@ from zmqcam.bus.protocol import Frame
 from zmqcam.client import Camera, Subscriber
 from zmqcam.config import CameraConfig, Config, default_config, load_config
 from zmqcam.errors import (
+    CalibrationError,
     ConfigError,
     CorruptFrame,
     NotRunning,
@@ -19,12 +20,14 @@ from zmqcam.errors import (
     SourceTimeout,
     StartError,
     UsageError,
+    VideoError,
     ZmqcamError,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CalibrationError",
     "Camera",
     "CameraConfig",
     "Config",
@@ -41,6 +44,7 @@ __all__ = [
     "StartError",
     "Subscriber",
     "UsageError",
+    "VideoError",
     "ZmqcamError",
     "__version__",
     "default_config",

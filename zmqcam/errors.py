@@ -4,6 +4,7 @@ ZmqcamError
 ├── ConfigError          a config file is invalid; ``.lines`` holds one message per problem
 ├── CalibrationError     a board or a rig calibration cannot be made; one line that says what to do
 ├── ProtocolError        a bus message is malformed (callers count it and drop it)
+├── VideoError           an H.264 piece got something it cannot use (a frame, an access unit, a URL)
 ├── SourceError          a camera misbehaved; the grabber reconnects with backoff
 │   ├── SourceTimeout    connect or read took longer than its timeout
 │   ├── SourceBusy       the camera accepted us but serves someone else (ESP32: one client)
@@ -38,6 +39,10 @@ class CalibrationError(ZmqcamError):
     """A board spec is invalid, or a rig cannot be calibrated from the frames given (a camera sees too
     little of the board, neighbours do not overlap, the estimates disagree). The message is one line
     that says what to change."""
+
+
+class VideoError(ZmqcamError):
+    """An H.264 piece was given something it cannot use (bad frame, bad access unit, bad URL)."""
 
 
 class ProtocolError(ZmqcamError):

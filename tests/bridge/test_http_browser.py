@@ -3,58 +3,20 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-import pytest
 import requests
 
-from tests.helpers import Children, needs, wait_for
+from tests.helpers import Children, wait_for
 from zmqcam.bridge import read_announce, run_bridge
 from zmqcam.config import Config
 from zmqcam.grabber import run_grabber
 from zmqcam.stitcher import run_stitcher
-
-CHROMIUM = os.environ.get("ZMQCAM_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("ZMQCAM_CHROMEDRIVER", "/usr/bin/chromedriver")
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Any:
-    needs(
-        os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK),
-        f"needs chromium ({CHROMIUM}) and chromedriver ({CHROMEDRIVER}) (Debian packages chromium, chromium-driver)",
-    )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1400,1100",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(tmp_path / "chromium", ignore_errors=True)
 
 
 def element_image(element: Any) -> np.ndarray:

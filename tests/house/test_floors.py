@@ -38,6 +38,7 @@ FLOORS: dict[str, int] = {
     "zmqcam.recording": 3,
     "zmqcam.recording.format": 3,
     "zmqcam.calibration": 3,
+    "zmqcam.video": 3,
     # 4: the workers, each a thin process shell over a class a test can run in-process
     "zmqcam.sources": 4,
     "zmqcam.grabber": 4,

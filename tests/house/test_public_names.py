@@ -15,6 +15,7 @@ import pytest
 import zmqcam
 
 PUBLIC_NAMES = [
+    "CalibrationError",
     "Camera",
     "CameraConfig",
     "Config",
@@ -31,6 +32,7 @@ PUBLIC_NAMES = [
     "StartError",
     "Subscriber",
     "UsageError",
+    "VideoError",
     "ZmqcamError",
     "__version__",
     "default_config",
@@ -49,10 +51,13 @@ def test_each_public_name_is_importable(name: str) -> None:
 
 
 def test_every_error_is_in_the_tree() -> None:
-    """Every exception zmqcam exports derives from ZmqcamError, so one except clause catches them all."""
+    """Every exception zmqcam exports derives from ZmqcamError, so one except clause catches them all,
+    and every one the tree (zmqcam.errors) defines is exported."""
     values = [getattr(zmqcam, n) for n in PUBLIC_NAMES]
     errors = [v for v in values if inspect.isclass(v) and issubclass(v, BaseException)]
-    assert len(errors) == 12
+    tree = importlib.import_module("zmqcam.errors")
+    defined = [v for v in vars(tree).values() if inspect.isclass(v) and v.__module__ == tree.__name__]
+    assert sorted(e.__name__ for e in errors) == sorted(e.__name__ for e in defined)
     assert all(issubclass(e, zmqcam.ZmqcamError) for e in errors)
     assert issubclass(zmqcam.NotRunning, zmqcam.UsageError)
 
