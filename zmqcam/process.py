@@ -6,7 +6,8 @@
    into ``Shutdown`` and asks Linux to stop it when the supervisor dies (pdeathsig);
 2. makes the child's ZeroMQ context (sockets belong to the process that uses them) and, for a
    child that publishes, starts the CURVE authenticator before any socket binds;
-3. builds the worker, a class a test can also run in-process, and runs it until ``Shutdown``;
+3. builds the worker, a class a test can also run in-process, and runs it until ``Shutdown``,
+   handing it the heartbeat its main loop sends (see below);
 4. closes the worker, stops the authenticator and terminates the context.
 
 A start-up failure the user can cause (a key file that vanished after the config loaded, a port
@@ -16,9 +17,15 @@ the supervisor over the child's ``Link`` (the supervisor logs it and shows it as
 ``error`` in ``zmqcam-daemon status``), and the child exits with ``EXIT_START_FAILED``. A bug still
 crashes with its traceback, and the supervisor restarts the child either way.
 
-The ``Link`` is the child's one line to its supervisor, a one-way pipe: today it carries "started"
-(the worker is built) and the start-up error; it is where a per-child heartbeat belongs too (issue
-18), sent from the worker's loop through the same ``Link`` and read by the supervisor beside them.
+The ``Link`` is the child's one line to its supervisor, a one-way pipe: it carries "started" (the
+worker is built), the start-up error, and the child's heartbeat. The ``Heartbeat`` is sent from the
+worker's own main loop (the grabber's and the stitcher's poll loops, the bridge's event loop), never
+from a side thread, so that it proves the loop makes progress: a loop that is stuck stops beating.
+About once a second it says "alive", or "unhealthy" with a reason when the loop runs but the
+worker's own check finds its work stuck (a camera read far beyond its timeout, a stitcher with
+frames but no panorama). The supervisor's watchdog (``daemon.watchdog``) restarts a child whose
+heartbeat stops or stays unhealthy. The child's end of the pipe is non-blocking: a supervisor that
+stopped reading (hung or stopped itself) costs a child a dropped beat, never a stuck loop.
 """
 
 from __future__ import annotations
@@ -57,7 +64,9 @@ class Shutdown(BaseException):
 class Worker(Protocol):
     """What a child process runs: built by ``run_child``'s ``start``, run until ``Shutdown``."""
 
-    def run(self) -> None: ...
+    def run(self, heartbeat: Heartbeat | None = None) -> None:
+        """Work until ``Shutdown``, calling ``heartbeat.beat`` from the main loop (see the module
+        docstring); None: no supervisor listens."""
 
     def close(self) -> None:
         """Release everything the worker holds (sockets, threads). Idempotent."""
@@ -68,6 +77,12 @@ class Worker(Protocol):
 
 #: a message on a Link is a small JSON object; anything longer is not one of ours
 MAX_LINK_MESSAGE = 4096
+#: a worker beats at most this often (its loop wakes at least this often anyway, for its status);
+#: ``daemon.watchdog`` is at least three beats (``zmqcam.config.models.MIN_WATCHDOG``)
+HEARTBEAT_INTERVAL = 1.0
+#: the keys of a heartbeat on a Link
+ALIVE = "alive"
+UNHEALTHY = "unhealthy"
 
 
 class Link:
@@ -77,13 +92,17 @@ class Link:
 
     def __init__(self, conn: Connection | None) -> None:
         self._conn = conn
+        if conn is not None:
+            # a message this small is written whole or not at all (POSIX: up to PIPE_BUF bytes), so
+            # a full pipe (a supervisor that stopped reading) drops it instead of blocking the loop
+            os.set_blocking(conn.fileno(), False)
 
     def _send(self, message: dict[str, Any]) -> bool:
         if self._conn is None:
             return False
         try:
             self._conn.send_bytes(json.dumps(message).encode()[:MAX_LINK_MESSAGE])
-        except OSError:  # the supervisor is gone; pdeathsig stops this process anyway
+        except OSError:  # the supervisor is gone (pdeathsig stops this process anyway) or not reading
             return False
         return True
 
@@ -95,10 +114,42 @@ class Link:
         """Tell the supervisor why this child cannot start; False when nobody listens."""
         return self._send({"error": reason[: MAX_LINK_MESSAGE // 2]})
 
+    def alive(self) -> bool:
+        """One heartbeat: the worker's loop runs and its work goes on."""
+        return self._send({ALIVE: True})
+
+    def unhealthy(self, reason: str) -> bool:
+        """One heartbeat of a loop that runs while its work is stuck; the supervisor counts it as
+        no heartbeat at all and, once that has lasted ``daemon.watchdog``, logs ``reason``."""
+        return self._send({UNHEALTHY: reason[: MAX_LINK_MESSAGE // 2]})
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+class Heartbeat:
+    """A worker's heartbeat, called from its main loop as often as the loop likes: at most once per
+    ``interval`` it asks ``health`` (None: healthy, else why not) and sends the answer over the
+    Link. Costs one clock comparison per call in between; without a Link (a test) it does nothing."""
+
+    def __init__(self, link: Link | None = None, interval: float = HEARTBEAT_INTERVAL) -> None:
+        self._link = link
+        self._interval = interval
+        self._next = 0.0
+
+    def beat(self, now: float, health: Callable[[float], str | None] | None = None) -> None:
+        if now < self._next or self._link is None:
+            return
+        # a loop woken by a timer of exactly the interval (its status, the bridge's pulse) may run a
+        # hair early: such a wake-up still beats
+        self._next = now + self._interval * 0.95
+        problem = health(now) if health is not None else None
+        if problem is None:
+            self._link.alive()
+        else:
+            self._link.unhealthy(problem)
 
 
 def read_link(conn: Connection) -> Iterator[dict[str, Any]]:
@@ -154,7 +205,7 @@ def run_child(
         else:
             reporter.started()
             try:
-                worker.run()
+                worker.run(Heartbeat(reporter if link is not None else None))
             except (StartError, ConfigError) as exc:  # a worker that binds as it runs (the bridge)
                 failed = _reason(exc)
     except Shutdown:

@@ -296,7 +296,8 @@ def test_status_reports_cameras_stitcher_and_clients(rig: Rig) -> None:
             return s if live and running and s["http"]["clients"] == 1 else None
 
         status = wait_for(settled, 15, interval=0.0, message="live status")
-    assert set(status) == {"version", "time", "cameras", "stitcher", "http", "subscriptions"}
+    assert set(status) == {"version", "time", "cameras", "stitcher", "http", "subscriptions", "processes"}
+    assert status["processes"] == {}  # a bridge run without a supervisor: no process table
     assert set(status["cameras"]) == {"cam0", "cam1"}
     for cam in status["cameras"].values():
         for key in ("state", "fps", "last_frame_age", "reconnects", "decode_errors", "drops", "subscribers", "http"):

@@ -6,17 +6,23 @@ A process not heard from is "unknown" while the bridge has listened for less tha
 the bridge subscribes), and "down" after that; a process whose newest status is older than that is
 "down" too. Status bodies come from our own processes but are read defensively: a missing or
 mistyped field shows as 0 or null, never as an exception in the status handler.
+
+The processes of the daemon (state, pid, restarts, and how often the watchdog found one hung) come
+from the supervisor's process table, ``daemon.json`` in the run_dir, re-read only when it changed.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from zmqcam.bridge.hub import Channel, Hub
 from zmqcam.bus.status import CAMERA_STATES, DOWN, LIVE, NO_SIGNAL, STATUS_DOWN_AFTER, UNKNOWN
-from zmqcam.names import PANO
+from zmqcam.names import PANO, STATE_FILE
 
 
 def _num(value: Any) -> float | int | None:
@@ -93,4 +99,48 @@ def stitcher_status(hub: Hub, viewers: Mapping[str, int]) -> dict[str, Any]:
         "subscribers": body.get("subscribers") if isinstance(body.get("subscribers"), dict) else {},
         "status_age": round(age, 3) if age is not None else None,
         "http": channel_status(channel, viewers),
+    }
+
+
+class ProcessTable:
+    """The supervisor's process table as ``/status`` shows it: per process its ``state``, ``pid``,
+    ``restarts``, ``hangs`` (restarts the watchdog caused) and ``hung`` (why, the last time). Empty
+    without a supervisor (a bridge run alone). The file is re-read only when it was replaced."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / STATE_FILE
+        self._version: tuple[int, int, int] | None = None
+        self._table: dict[str, dict[str, Any]] = {}
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            self._version, self._table = None, {}
+            return self._table
+        version = (info.st_ino, info.st_mtime_ns, info.st_size)  # written by rename: a new inode each time
+        if version != self._version:
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return self._table  # being replaced: the previous table until the next read
+            children = data.get("children") if isinstance(data, dict) else None
+            self._table = {
+                str(name): _process(entry)
+                for name, entry in (children.items() if isinstance(children, dict) else ())
+                if isinstance(entry, dict)
+            }
+            self._version = version
+        return self._table
+
+
+def _process(entry: dict[str, Any]) -> dict[str, Any]:
+    pid = entry.get("pid")
+    hung = entry.get("hung")
+    return {
+        "state": str(entry.get("state")),
+        "pid": pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+        "restarts": _count(entry.get("restarts")),
+        "hangs": _count(entry.get("hangs")),
+        "hung": hung if isinstance(hung, str) else None,
     }

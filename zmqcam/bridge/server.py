@@ -7,7 +7,8 @@ Endpoints::
     GET /stream/<camera>         one camera's own JPEGs, forwarded untouched
     GET /snapshot.jpg            the newest panorama (wakes sleeping cameras, waits snapshot_timeout)
     GET /snapshot/<camera>.jpg   the newest frame of one camera
-    GET /status                  JSON: cameras, stitcher, HTTP counters, the bridge's subscriptions
+    GET /status                  JSON: cameras, stitcher, HTTP counters, the bridge's subscriptions,
+                                 the daemon's processes (state, restarts, watchdog hangs)
 
 Every frame arrives JPEG-encoded from upstream and is wrapped into a multipart part once
 (``zmqcam.bridge.hub``); per client the bridge only writes bytes. Each streaming client has its own
@@ -59,7 +60,7 @@ from zmqcam.errors import StartError
 from zmqcam.files import write_atomic
 from zmqcam.image.cards import waiting_card
 from zmqcam.names import ANNOUNCE_FILE, BRIDGE, PANO
-from zmqcam.process import run_child
+from zmqcam.process import HEARTBEAT_INTERVAL, Heartbeat, run_child
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ class Bridge:
         #: fps-capped writers pausing between frames; resolved at once on shutdown
         self._pauses: set[asyncio.Future[None]] = set()
         self._started = time.monotonic()
+        self.processes = report.ProcessTable(config.run_dir)
         self.app = self._make_app()
 
     def _make_card(self, stream: str) -> Part:
@@ -451,6 +453,7 @@ class Bridge:
             "stitcher": report.stitcher_status(self.hub, self.viewers),
             "http": self._http_status(),
             "subscriptions": self.hub.subscriptions(),
+            "processes": self.processes.read(),
         }
 
     def _http_status(self) -> dict[str, Any]:
@@ -552,7 +555,8 @@ def read_announce(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 class BridgeProcess:
-    """The bridge as the process shell runs it: an event loop serving a ``Bridge`` until SIGTERM/SIGINT."""
+    """The bridge as the process shell runs it: an event loop serving a ``Bridge`` until SIGTERM/SIGINT.
+    The heartbeat is a timer of that event loop, so it stops when the loop is stuck."""
 
     def __init__(self, config: Config, ctx: zmq.asyncio.Context, write_timeout: float, head_timeout: float) -> None:
         self.config = config
@@ -560,18 +564,31 @@ class BridgeProcess:
         self.write_timeout = write_timeout
         self.head_timeout = head_timeout
 
-    def run(self) -> None:
-        asyncio.run(self._main())
+    def run(self, heartbeat: Heartbeat | None = None) -> None:
+        asyncio.run(self._main(heartbeat or Heartbeat()))
 
-    async def _main(self) -> None:
+    async def _main(self, heartbeat: Heartbeat) -> None:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+
+        timer: asyncio.TimerHandle | None = None
+
+        def pulse() -> None:
+            nonlocal timer
+            heartbeat.beat(time.monotonic())
+            timer = loop.call_later(HEARTBEAT_INTERVAL, pulse)
+
+        # built in the loop, beating from then on: until the first beat the supervisor's start
+        # grace covers the set-up (the waiting cards of a large panorama take a while)
         bridge = Bridge(self.config, ctx=self.ctx, write_timeout=self.write_timeout, head_timeout=self.head_timeout)
+        pulse()
         try:
             await bridge.serve(stop)
         finally:
+            if timer is not None:
+                timer.cancel()
             bridge.close()
 
     def close(self) -> None:

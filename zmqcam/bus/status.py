@@ -39,6 +39,14 @@ NO_SIGNAL = "no signal"  # the camera is lost, busy, or its grabber is down
 UNKNOWN = "unknown"  # no status heard yet (a bridge that just started)
 DOWN = "down"  # the process publishes no status
 
+# process states, as the supervisor's process table (daemon.json) reports each child
+STARTING = "starting"
+RUNNING = "running"
+HUNG = "hung"  # no heartbeat, or its work stuck, for daemon.watchdog seconds: being stopped and restarted
+BACKOFF = "backoff"  # crashed; waiting out its restart delay
+FAILED = "failed"  # crashed too often; not restarted again
+STOPPED = "stopped"
+
 #: grabber state -> what people are shown
 CAMERA_STATES = {
     ASLEEP: ASLEEP,

@@ -13,7 +13,7 @@ import logging
 import random
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import simplejpeg
@@ -30,6 +30,14 @@ BACKOFF_START = 0.5
 BACKOFF_CAP = 30.0
 #: a connection that stayed live this long resets the backoff to its start
 BACKOFF_RESET_AFTER = 60.0
+#: one source call (open or read) that has lasted this many times its timeout, plus STUCK_SLACK
+#: seconds, is stuck: the source does not honour its timeout (an OpenCV read that never returns, a
+#: driver hung in an ioctl). The grabber then reports itself unhealthy to the supervisor's watchdog.
+STUCK_FACTOR = 3.0
+STUCK_SLACK = 2.0
+
+OPEN = "open"
+READ = "read"
 
 
 class Backoff:
@@ -68,6 +76,21 @@ class Counters:
         return dict(vars(self))
 
 
+class Call(NamedTuple):
+    """The source call the capture thread is inside: what, since when (monotonic), for how long at
+    most (None: no bound, such as a replay waiting out a recorded gap)."""
+
+    what: str
+    since: float
+    limit: float | None
+
+
+def call_limit(timeout: float, pacing: float = 0.0) -> float:
+    """How long one source call given ``timeout`` may take before it counts as stuck; ``pacing`` is
+    what a self-paced source may add by waiting for its next frame."""
+    return STUCK_FACTOR * timeout + STUCK_SLACK + pacing
+
+
 class Capture(threading.Thread):
     """Drives one source; hands finished products to the main thread over an inproc PAIR."""
 
@@ -91,6 +114,9 @@ class Capture(threading.Thread):
         self._source: Source | None = None
         self._backoff = Backoff()
         self._seq = 0
+        #: the source call in progress, read by the main thread's health check (one attribute,
+        #: replaced whole, so the main thread never sees half of an update)
+        self.call: Call | None = None
 
     # -- called from the main thread
 
@@ -147,7 +173,11 @@ class Capture(threading.Thread):
         self._source = source
         live_since = 0.0
         try:
-            source.open(cam.connect_timeout)
+            self.call = Call(OPEN, time.monotonic(), call_limit(cam.connect_timeout))
+            try:
+                source.open(cam.connect_timeout)
+            finally:
+                self.call = None
             self.state = LIVE
             live_since = time.monotonic()
             log.info("%s: connected (%s)", cam.name, source.describe())
@@ -208,18 +238,23 @@ class Capture(threading.Thread):
         # delayed (delaying would let the TCP buffer fill with old frames); polled sources wait
         polled = source.polled
         next_due = 0.0
+        pacing = interval if source.self_paced else 0.0
+        read_limit = call_limit(cam.read_timeout, pacing) if source.read_bounded else None
         while self.wanted and not self.stopping:
             if polled and not source.self_paced:
                 wait = next_due - time.monotonic()
                 if wait > 0:
                     self._sleep(wait)
                     continue
+            self.call = Call(READ, time.monotonic(), read_limit)
             try:
                 frame = source.read(cam.read_timeout)
             except CorruptFrame as exc:
                 self.counters.corrupt += 1
                 self.counters.last_error = str(exc) or "corrupt frame"
                 continue
+            finally:
+                self.call = None
             now = time.monotonic()
             if not source.self_paced and not polled and now < next_due - interval * 0.2:
                 self.counters.rate_dropped += 1

@@ -9,6 +9,11 @@ subscription handling, the idle timer or shutdown.
 
 Demand: with no frame subscriber for ``idle_timeout`` seconds the camera is closed (the camera sees
 its socket closed); the first subscription reopens it at once. ``always_on`` keeps it open.
+
+Watchdog: the main thread's loop sends the process's heartbeat (``zmqcam.process.Heartbeat``), and
+reports itself unhealthy when the capture thread has been inside one source call far beyond its
+timeout (``zmqcam.grabber.capture.call_limit``) or has ended: the loop is alive, the camera's work
+is not, and only a new process frees a call that never returns.
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ import zmq
 from zmqcam.bus import curve, protocol, sockets
 from zmqcam.bus.status import STATUS_INTERVAL, FpsMeter
 from zmqcam.config import CameraConfig, Config
-from zmqcam.grabber.capture import Capture
+from zmqcam.grabber.capture import OPEN, Capture
 from zmqcam.names import grabber_name
-from zmqcam.process import run_child
+from zmqcam.process import Heartbeat, run_child
 from zmqcam.sources import rig_arguments
 
 log = logging.getLogger(__name__)
@@ -110,7 +115,22 @@ class Grabber:
         with contextlib.suppress(zmq.Again):
             self.pub.send_multipart(protocol.encode_status(self.name, self.status()), flags=zmq.NOBLOCK)
 
-    def run(self) -> None:
+    def health(self, now: float) -> str | None:
+        """Why the camera's work is stuck while this loop runs, or None (see the module docstring)."""
+        cap = self.capture
+        if not cap.is_alive() and not cap.stopping:
+            return f"{self.name}: the capture thread has ended"
+        call = cap.call
+        if call is None or call.limit is None or now - call.since <= call.limit:
+            return None
+        timeout = self.camera.connect_timeout if call.what == OPEN else self.camera.read_timeout
+        return (
+            f"{self.name}: the capture thread has been inside one source {call.what} for {now - call.since:.1f} s "
+            f"(its timeout is {timeout:g} s)"
+        )
+
+    def run(self, heartbeat: Heartbeat | None = None) -> None:
+        beat = heartbeat or Heartbeat()
         poller = zmq.Poller()
         poller.register(self.pub, zmq.POLLIN)
         poller.register(self.inbox, zmq.POLLIN)
@@ -119,6 +139,7 @@ class Grabber:
         try:
             while True:
                 now = time.monotonic()
+                beat.beat(now, self.health)
                 self._update_demand(now)
                 if now >= next_status:
                     self._publish_status()

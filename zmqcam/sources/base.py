@@ -51,6 +51,10 @@ class Source(ABC):
     #: True when each read asks the camera for a frame (HTTP snapshots): the grabber then waits
     #: for the fps cap before reading instead of dropping frames that arrive early.
     polled: ClassVar[bool] = False
+    #: True when a read returns within the read timeout (a self-paced source: plus one frame
+    #: interval), so that a read lasting far longer is stuck and the grabber reports it to the
+    #: watchdog. False for a source that may wait longer on purpose (a replay waits out recorded gaps).
+    read_bounded: ClassVar[bool] = True
 
     def __init__(self, camera: CameraConfig) -> None:
         self.camera = camera

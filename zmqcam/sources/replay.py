@@ -48,6 +48,8 @@ def recording_track_path(source: str, camera_name: str) -> Path:
 class ReplaySource(Source):
     kind = "replay"
     self_paced = True
+    #: a recorded gap is waited out however long it is (see ``read``)
+    read_bounded = False
 
     def __init__(self, camera: CameraConfig) -> None:
         super().__init__(camera)

@@ -13,6 +13,10 @@ Waking: every subscription starts from nothing. Frames kept from before a pause 
 nothing about the cameras now, so they are forgotten when the panorama is wanted again, and the first
 panorama waits for every camera to deliver, for at most ``stale_after``: a camera shows NO SIGNAL only
 when it has really delivered nothing for ``stale_after`` since the panorama was asked for.
+
+Watchdog: the loop sends the process's heartbeat (``zmqcam.process.Heartbeat``), and reports itself
+unhealthy when frames have been waiting for a panorama far longer than pacing allows (``health``):
+the loop runs, but its work does not.
 """
 
 from __future__ import annotations
@@ -34,12 +38,16 @@ from zmqcam.config import Config
 from zmqcam.errors import ProtocolError
 from zmqcam.image.remap import PanoramaComposer
 from zmqcam.names import PANO, STITCHER
-from zmqcam.process import run_child
+from zmqcam.process import Heartbeat, run_child
 
 log = logging.getLogger(__name__)
 
 #: while someone watches but no camera delivers, a NO SIGNAL panorama goes out this often
 HEARTBEAT_INTERVAL = 1.0
+#: frames waiting this many max_waits (at least STUCK_MIN seconds) past when their panorama was due
+#: mean the stitcher's work is stuck
+STUCK_MAX_WAITS = 5
+STUCK_MIN = 2.0
 _DRAIN_LIMIT = 64
 
 
@@ -256,9 +264,28 @@ class Stitcher:
         with contextlib.suppress(zmq.Again):
             self.pub.send_multipart(protocol.encode_status(PANO, self.status()), flags=zmq.NOBLOCK)
 
+    # -- watchdog
+
+    def health(self, now: float) -> str | None:
+        """Why the stitcher's work is stuck while its loop runs, or None: a frame has been waiting for
+        its panorama ``STUCK_MAX_WAITS`` max_waits (at least ``STUCK_MIN`` s) longer than pacing
+        allows (``max_wait`` after it arrived, and while the cameras wake, ``stale_after`` after the
+        subscription). Nothing waits while nobody watches."""
+        if not self.subscribed_upstream or not self.first_fresh:
+            return None
+        max_wait = self.max_wait()
+        due = max(self.first_fresh + max_wait, self.subscribed_at + self.cfg.stale_after)
+        if now - due <= max(STUCK_MAX_WAITS * max_wait, STUCK_MIN):
+            return None
+        return (
+            f"{PANO}: frames have been waiting {now - self.first_fresh:.1f} s for a panorama "
+            f"(max_wait {max_wait:.3g} s); {self.counters['panoramas']} panoramas made"
+        )
+
     # -- loop
 
-    def run(self) -> None:
+    def run(self, heartbeat: Heartbeat | None = None) -> None:
+        beat = heartbeat or Heartbeat()
         poller = zmq.Poller()
         poller.register(self.pub, zmq.POLLIN)
         poller.register(self.sub, zmq.POLLIN)
@@ -266,6 +293,7 @@ class Stitcher:
         try:
             while True:
                 now = time.monotonic()
+                beat.beat(now, self.health)
                 if now >= next_status:
                     self._publish_status()
                     next_status = now + STATUS_INTERVAL
