@@ -11,6 +11,8 @@ import pytest
 
 from tests.helpers import ROOT
 from zmqcam.config import ConfigError, default_config, from_dict, infer_kind, load_config, parse_config
+from zmqcam.config.models import MIN_WATCHDOG
+from zmqcam.process import HEARTBEAT_INTERVAL
 
 ORIGINAL_JSON = ROOT / "config" / "cameras_config.json"
 
@@ -203,6 +205,9 @@ crop = { front = 0, back = 632 }
             "bad.toml: stitch.cameras[0]: 'nope': no camera has this name",
         ),
         ("[[camera]\n", "bad.toml: invalid TOML:"),
+        (GOOD_CAMERA + "[daemon]\nwatchdog = 1.5\n", "bad.toml: daemon.watchdog: 1.5: must be 0 (off) or at least 3"),
+        (GOOD_CAMERA + "[daemon]\nwatchdog = -1\n", "bad.toml: daemon.watchdog: -1: Input should be greater"),
+        (GOOD_CAMERA + "[daemon]\nwatchdog = inf\n", "bad.toml: daemon.watchdog: inf: Input should be a finite number"),
     ],
 )
 def test_each_bad_config_gives_its_one_line_error(snippet: str, expected: str) -> None:
@@ -291,3 +296,12 @@ def test_shipped_configs_load_and_the_default_file_equals_the_built_in() -> None
     assert rig.pano_size == (2347, 250)
     assert {c.source_kind for c in rig.camera} == {"snapshot"}
     assert rig.http.host == "0.0.0.0"
+
+
+def test_watchdog_is_on_by_default_and_0_turns_it_off() -> None:
+    """``daemon.watchdog`` defaults to 10 s, 0 turns it off, and the shortest allowed is three
+    heartbeats, so one late beat on a busy machine never counts as a hang."""
+    assert default_config().daemon.watchdog == 10.0
+    for value in (0, MIN_WATCHDOG, 60):
+        assert parse_config(GOOD_CAMERA + f"[daemon]\nwatchdog = {value}\n").daemon.watchdog == value
+    assert MIN_WATCHDOG >= 3 * HEARTBEAT_INTERVAL

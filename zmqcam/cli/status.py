@@ -12,7 +12,7 @@ from typing import Any
 
 from zmqcam.bridge import read_announce
 from zmqcam.bridge.listener import local_client_ssl_context
-from zmqcam.bus.status import collect_status
+from zmqcam.bus.status import HUNG, collect_status
 from zmqcam.cli.common import Subparsers, add_daemon_arguments, load_args_config, running_pid
 from zmqcam.config import Config
 from zmqcam.names import ALL_PARTS, BRIDGE, PANO, STATE_FILE, local_host
@@ -59,6 +59,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name, child in status["daemon"].get("children", {}).items():
         # why a child could not start, as it reported
         error = f"  {child['error']}" if child.get("error") else ""
+        # why the watchdog stopped it: while it is being restarted, and after (how often)
+        if child.get("hung"):
+            hung = child["hung"] if child["state"] == HUNG else f"hung {child.get('hangs', 1)}x, last: {child['hung']}"
+            error += f"  {hung}"
         print(f"{name:<18} {child['state']:<9} {child['pid'] or '-':>7} {child['restarts']:>8}{error}")
     print(f"{'stream':<10} {'state':<11} {'fps':>6} {'subscribers':>11}  {'reconnects':>10}")
     for cam in config.camera:

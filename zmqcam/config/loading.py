@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from zmqcam.config.keyfiles import key_dir_problems
 from zmqcam.config.legacy import LEGACY_NAMES, legacy_dict
 from zmqcam.config.messages import problem_line, pydantic_lines, show_value
-from zmqcam.config.models import MAX_IPC_PATH, Config, CurveConfig
+from zmqcam.config.models import MAX_IPC_PATH, MIN_WATCHDOG, Config, CurveConfig
 from zmqcam.errors import ConfigError
 from zmqcam.names import is_wildcard, tcp_host
 
@@ -173,6 +173,8 @@ def _with_checked_tls(config: Config, label: str, base_dir: Path | None) -> Conf
 
 
 def _cross_checks(config: Config) -> Iterator[tuple[str, Any, str]]:
+    if 0 < config.daemon.watchdog < MIN_WATCHDOG:
+        yield "daemon.watchdog", config.daemon.watchdog, f"must be 0 (off) or at least {MIN_WATCHDOG:g} seconds"
     names: dict[str, int] = {}
     for i, cam in enumerate(config.camera):
         where = f"camera[{i}]"

@@ -116,9 +116,17 @@ class CameraConfig(_Model):
         return self.crop.front, back
 
 
+#: the shortest ``daemon.watchdog``: three heartbeats (``zmqcam.process.HEARTBEAT_INTERVAL``, 1 s), so
+#: that one late beat on a busy machine never counts as a hang
+MIN_WATCHDOG = 3.0
+
+
 class DaemonConfig(_Model):
     run_dir: str = Field(default_factory=default_run_dir)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: seconds a child may go without a heartbeat (or stay unhealthy) before the supervisor restarts
+    #: it as hung; 0 turns the watchdog off (see ``zmqcam.supervisor.supervisor``)
+    watchdog: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 10.0
 
 
 class StitchConfig(_Model):

@@ -7,6 +7,16 @@ seconds; past that it is reported as failed and the rest keep serving (frigate's
 A child that exits cleanly is left alone. SIGTERM/SIGINT stop everything in reverse start order;
 SIGHUP reloads the config, restarting only the children whose part changed. The process table
 goes to ``daemon.json`` in the run directory (``zmqcam.supervisor.run_dir``).
+
+The watchdog: a hung process is a dead process. Every child beats from its own main loop over its
+Link (``zmqcam.process.Heartbeat``); a child that has sent no heartbeat, or only "unhealthy" ones,
+for ``daemon.watchdog`` seconds is logged with what it last said, shown ``hung``, sent SIGTERM,
+SIGKILLed ``STOP_TIMEOUT`` later if still there (a stopped or deadlocked process ignores SIGTERM),
+reaped, and restarted under the same budget and backoff as a crash. Start-up is not a hang: until
+its first heartbeat (sent once its loop runs) a child has ``START_GRACE`` (at least the watchdog)
+for imports and set-up, which can take long (remap tables of a large panorama, a busy machine).
+The supervisor itself tells systemd it is ready and alive (``zmqcam.supervisor.systemd``), from
+the same loop, so that a hung supervisor is restarted by systemd.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_any
 from typing import Any
 
+from zmqcam.bus.status import BACKOFF, FAILED, HUNG, RUNNING, STARTING, STOPPED
 from zmqcam.config import Config, load_config
 from zmqcam.errors import ConfigError
 from zmqcam.files import write_atomic
@@ -41,7 +52,7 @@ from zmqcam.names import (
     local_host,
     process_title,
 )
-from zmqcam.process import EXIT_START_FAILED, name_process, read_link, setup_logging
+from zmqcam.process import ALIVE, EXIT_START_FAILED, UNHEALTHY, name_process, read_link, setup_logging
 from zmqcam.supervisor.roles import (
     ChildSpec,
     bound_endpoints,
@@ -51,6 +62,7 @@ from zmqcam.supervisor.roles import (
     upstream_streams,
 )
 from zmqcam.supervisor.run_dir import check_ports, prepare_run_dir, remove_sockets, run_dir_lock
+from zmqcam.supervisor.systemd import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +71,19 @@ RESTART_WINDOW = 60.0
 RESTART_DELAY_START = 0.25
 RESTART_DELAY_CAP = 10.0
 STOP_TIMEOUT = 3.0
+#: seconds a child has for imports and set-up before its first heartbeat (at least the watchdog): a
+#: dozen processes importing numpy, OpenCV and aiohttp at once on a small board take a while, and so
+#: do the remap tables of a large panorama
+START_GRACE = 30.0
+#: the supervisor wakes at least this often with nothing to do
+IDLE_WAKE = 5.0
 
 
 @dataclass
 class Child:
     spec: ChildSpec
     process: multiprocessing.process.BaseProcess | None = None
-    state: str = "starting"  # running, backoff, failed, stopped
+    state: str = STARTING  # running, hung, backoff, failed, stopped
     restarts: int = 0
     crashes: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=RESTART_BUDGET + 1))
     next_start: float = 0.0
@@ -77,6 +95,19 @@ class Child:
     #: why the child could not start, as it reported (shown by ``zmqcam-daemon status`` until a
     #: later start succeeds)
     error: str | None = None
+    #: monotonic time of the child's newest healthy heartbeat; 0: none since it was started
+    last_beat: float = 0.0
+    #: what its newest heartbeat said was wrong, while it says so
+    unhealthy: str | None = None
+    #: how often the watchdog stopped it, and why the last time
+    hangs: int = 0
+    hung: str | None = None
+    #: while hung and still there: when it gets SIGKILL
+    kill_at: float = 0.0
+
+    def waiting_restart(self) -> bool:
+        """Crashed or hung, gone, and waiting out its restart delay."""
+        return self.state == BACKOFF or (self.state == HUNG and self.process is None)
 
 
 class Supervisor:
@@ -92,6 +123,10 @@ class Supervisor:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+        self.notifier = Notifier()
+        #: the process table changed since daemon.json was written (heartbeats wake the loop every
+        #: second, so the file is written only when something in it changed)
+        self._dirty = False
 
     # -- signals
 
@@ -120,8 +155,11 @@ class Supervisor:
         writer.close()  # the child has its own copy; ours would keep the pipe open after it exits
         child.link = reader
         child.process = proc
-        child.state = "running"
+        child.state = RUNNING
         child.started_at = time.monotonic()
+        child.last_beat = 0.0
+        child.unhealthy = None
+        child.kill_at = 0.0
         log.info("started %s (pid %s)", spec.name, proc.pid)
 
     def start_children(self, specs: list[ChildSpec]) -> None:
@@ -133,30 +171,35 @@ class Supervisor:
         self.write_state()
 
     def _reap(self, now: float) -> None:
+        reaped = False
         for child in self.children.values():
             proc = child.process
-            if proc is None or child.state != "running" or proc.is_alive():
+            if proc is None or child.state not in (RUNNING, HUNG) or proc.is_alive():
                 continue
+            reaped = True
             proc.join(0)
             code = proc.exitcode
             child.last_exit = code
             child.process = None
-            self._read_link(child)
+            self._read_link(child, now)
             self._close_link(child)
-            if code == 0:
-                child.state = "stopped"
+            hung = child.state == HUNG
+            if code == 0 and not hung:
+                child.state = STOPPED
                 log.info("%s exited cleanly; not restarting it", child.spec.name)
                 continue
-            if code == EXIT_START_FAILED and child.error is not None:
+            ended = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+            if hung:
+                # stopped on purpose, however it ended: it is restarted like a crash
+                why = f"hung ({child.hung}) and was stopped ({ended})"
+            elif code == EXIT_START_FAILED and child.error is not None:
                 why = f"crashed at start-up ({child.error})"
-            elif code is not None and code < 0:
-                why = f"crashed (killed by {signal.Signals(-code).name})"
             else:
-                why = f"crashed (exit code {code})"
+                why = f"crashed ({ended})"
             child.crashes.append(now)
             recent = [t for t in child.crashes if now - t <= RESTART_WINDOW]
             if len(recent) > RESTART_BUDGET:
-                child.state = "failed"
+                child.state = FAILED
                 log.error(
                     "%s %s %d times within %.0f s: giving up on it; the rest keep serving",
                     child.spec.name,
@@ -168,22 +211,84 @@ class Supervisor:
             # a child that ran well for a while starts over with a short delay
             if now - child.started_at > RESTART_WINDOW:
                 child.delay = RESTART_DELAY_START
-            child.state = "backoff"
+            if not hung:  # a hung child shows "hung" until it runs again
+                child.state = BACKOFF
             child.next_start = now + child.delay
             log.warning("%s %s; restarting in %.1f s", child.spec.name, why, child.delay)
             child.delay = min(RESTART_DELAY_CAP, child.delay * 2)
-        self.write_state()
+        if reaped:
+            self.write_state()
 
     def _restart_due(self, now: float) -> None:
         for child in self.children.values():
-            if child.state == "backoff" and now >= child.next_start:
+            if child.waiting_restart() and now >= child.next_start:
                 child.restarts += 1
                 self._spawn(child)
                 self.write_state()
 
+    # -- the watchdog
+
+    @property
+    def watchdog(self) -> float:
+        """``daemon.watchdog`` seconds; 0: off."""
+        return self.config.daemon.watchdog
+
+    def _watch_deadline(self, child: Child) -> float | None:
+        """When a running child counts as hung unless it beats first; None: never."""
+        if not self.watchdog or child.state != RUNNING:
+            return None
+        if child.last_beat:
+            return child.last_beat + self.watchdog
+        return child.started_at + max(self.watchdog, START_GRACE)
+
+    def _watch(self, now: float) -> None:
+        """Stop every child whose heartbeat is overdue; SIGKILL a hung one that outlived its grace."""
+        for child in self.children.values():
+            deadline = self._watch_deadline(child)
+            if deadline is not None and now >= deadline:
+                self._stop_hung(child, now)
+            proc = child.process
+            if child.state == HUNG and proc is not None and proc.pid is not None and now >= child.kill_at:
+                child.kill_at = float("inf")  # once; the reap follows through its sentinel
+                name, pid = child.spec.name, proc.pid
+                log.warning("%s (pid %s) ignored SIGTERM for %.0f s; killing it", name, pid, STOP_TIMEOUT)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+
+    def _stop_hung(self, child: Child, now: float) -> None:
+        proc = child.process
+        pid = proc.pid if proc is not None else None
+        if child.last_beat:
+            silent = f"{now - child.last_beat:.1f} s"
+            what = f"unhealthy for {silent}: {child.unhealthy}" if child.unhealthy else f"no heartbeat for {silent}"
+        else:
+            what = f"no heartbeat {now - child.started_at:.1f} s after its start"
+        child.state = HUNG
+        child.hangs += 1
+        child.hung = what
+        child.kill_at = now + STOP_TIMEOUT
+        log.error(
+            "%s (pid %s) is hung: %s (watchdog %g s); stopping it, SIGKILL after %.0f s",
+            child.spec.name,
+            pid,
+            what,
+            self.watchdog,
+            STOP_TIMEOUT,
+        )
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        self.write_state()
+
     def _next_deadline(self, now: float) -> float:
-        starts = [c.next_start for c in self.children.values() if c.state == "backoff"]
-        return max(0.0, min(starts) - now) if starts else 5.0
+        """Seconds until the loop has something to do: a restart, a watchdog deadline, a SIGKILL of
+        a hung child, a ping to systemd."""
+        due = [c.next_start for c in self.children.values() if c.waiting_restart()]
+        due += [d for d in map(self._watch_deadline, self.children.values()) if d is not None]
+        due += [c.kill_at for c in self.children.values() if c.state == HUNG and c.process is not None]
+        if self.notifier.next_ping is not None:
+            due.append(self.notifier.next_ping)
+        return max(0.0, min(min(due) - now, IDLE_WAKE)) if due else IDLE_WAKE
 
     def _stop_child(self, child: Child) -> None:
         proc = child.process
@@ -191,17 +296,27 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGTERM)
 
-    def _read_link(self, child: Child) -> None:
-        """Take what the child reported over its Link: that it started, or why it could not (and,
-        with issue 18, its heartbeat). At its end (the child exited) the link is closed."""
+    def _read_link(self, child: Child, now: float) -> None:
+        """Take what the child reported over its Link: that it started, or why it could not, and its
+        heartbeat: "alive", or "unhealthy" with a reason, which the watchdog counts as no heartbeat.
+        At its end (the child exited) the link is closed."""
         if child.link is None:
             return
         try:
             for message in read_link(child.link):
+                error = child.error
                 if message.get("started") is True:
                     child.error = None
                 if isinstance(message.get("error"), str):
                     child.error = message["error"]
+                self._dirty |= child.error != error
+                if isinstance(message.get(UNHEALTHY), str):
+                    child.unhealthy = message[UNHEALTHY]
+                if message.get(ALIVE) is True:
+                    if not child.last_beat:
+                        log.debug("%s: first heartbeat %.1f s after its start", child.spec.name, now - child.started_at)
+                    child.unhealthy = None
+                    child.last_beat = now
         except (EOFError, OSError):
             self._close_link(child)
 
@@ -224,7 +339,7 @@ class Supervisor:
                     os.kill(proc.pid, signal.SIGKILL)
                 proc.join(2.0)
             child.process = None
-            child.state = "stopped"
+            child.state = STOPPED
             self._close_link(child)
 
     def stop_all(self) -> None:
@@ -240,8 +355,15 @@ class Supervisor:
         if self.config_path is None:
             log.warning("reload: running on the built-in default config; nothing to re-read")
             return
+        self.notifier.reloading()
         try:
-            new_config = load_config(self.config_path)
+            self._reload_config(self.config_path)
+        finally:
+            self.notifier.ready()
+
+    def _reload_config(self, config_path: str) -> None:
+        try:
+            new_config = load_config(config_path)
         except ConfigError as exc:
             for line in exc.lines:
                 log.error("reload rejected: %s", line)
@@ -275,7 +397,7 @@ class Supervisor:
         self.order = new_names
         self.config = new_config
         kept = [n for n in new_names if n in old and n not in changed]
-        log.info("reloaded %s: restarted %s; kept %s", self.config_path, changed or "nothing", kept or "nothing")
+        log.info("reloaded %s: restarted %s; kept %s", config_path, changed or "nothing", kept or "nothing")
         self.write_state()
 
     # -- state file
@@ -288,6 +410,8 @@ class Supervisor:
                 "restarts": c.restarts,
                 "last_exit": c.last_exit,
                 "error": c.error,
+                "hangs": c.hangs,
+                "hung": c.hung,
             }
             for name, c in self.children.items()
         }
@@ -298,12 +422,14 @@ class Supervisor:
             "children": table,
         }
         write_atomic(self.config.run_dir / STATE_FILE, json.dumps(state, indent=1))
+        self._dirty = False
 
     # -- main loop
 
     def run(self) -> None:
         """Watch the children until a stop signal; the caller holds the run dir lock."""
         self.start_children(child_specs(self.config, self.role))
+        self.notifier.ready()
         try:
             while not self._stop:
                 sentinels: list[Any] = [c.process.sentinel for c in self.children.values() if c.process is not None]
@@ -315,19 +441,25 @@ class Supervisor:
                 if self._stop:
                     break
                 for child in self.children.values():
-                    self._read_link(child)
+                    self._read_link(child, now)
                 self._reap(now)
                 self._restart_due(now)
+                self._watch(now)
+                self.notifier.ping(now)
+                if self._dirty:
+                    self.write_state()
                 if self._reload:
                     self._reload = False
                     self.reload()
-                if self.children and all(c.state in ("stopped", "failed") for c in self.children.values()):
+                if self.children and all(c.state in (STOPPED, FAILED) for c in self.children.values()):
                     log.error("every process has stopped or failed; exiting")
                     break
         finally:
             log.info("stopping")
+            self.notifier.stopping()
             self.stop_all()
             self.write_state()
+            self.notifier.close()
 
 
 def serve(
