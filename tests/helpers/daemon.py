@@ -16,10 +16,16 @@ __all__ = ["Daemon", "cli", "free_port", "read_stream_parts", "write_config"]
 
 class Daemon(DaemonProcess):
     """A `zmqcam-daemon start` subprocess run from ``cwd``; killed (with its process group) if a test
-    leaves it running."""
+    leaves it running. ``log``: its stderr (the log) goes to that file, which a test can read while
+    the daemon runs (a pipe nobody reads could also fill up and block a long-running daemon);
+    ``env``: variables added to its environment."""
 
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        super().__init__(args, cwd=cwd)
+    def __init__(self, args: list[str], cwd: Path, log: Path | None = None, env: dict[str, str] | None = None) -> None:
+        if log is None:
+            super().__init__(args, cwd=cwd, env=env)
+            return
+        with open(log, "w") as stderr:  # the daemon holds its own copy
+            super().__init__(args, cwd=cwd, stderr=stderr, env=env)
 
 
 def cli(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,7 @@ import time
 
 import requests
 
-__all__ = ["Viewer", "connect_viewer"]
+__all__ = ["ReconnectingViewer", "Viewer", "connect_viewer"]
 
 
 class Viewer:
@@ -76,3 +76,40 @@ def connect_viewer(port: int, path: str, timeout: float = 20.0) -> Viewer:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+class ReconnectingViewer:
+    """A player watching one stream of the bridge the way players do (ffmpeg ``-reconnect 1
+    -reconnect_streamed 1``, a browser page): when the stream ends, breaks, or sends nothing for
+    ``stall`` seconds, it opens it again, for as long as it is asked to watch."""
+
+    def __init__(self, port: int, path: str = "/stream", stall: float = 3.0) -> None:
+        self.port = port
+        self.path = path
+        self.stall = stall
+        #: how often it opened the stream again (the first open not counted)
+        self.reconnects = -1
+        self._viewer: Viewer | None = None
+
+    def live_part_after(self, t_ns: int, timeout: float) -> bytes:
+        """The first live JPEG captured after ``t_ns``, (re)connecting as often as needed meanwhile
+        (also while the bridge is not listening yet)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self._viewer is None:
+                    self._viewer = Viewer(self.port, self.path, timeout=self.stall)
+                    self.reconnects += 1
+                headers, jpeg = self._viewer.next_part()
+            except (EOFError, requests.RequestException, AssertionError):  # ended, broken, stalled, not 200
+                self.close()
+                time.sleep(0.2)
+                continue
+            if headers.get("X-Zmqcam-State") == "live" and int(float(headers["X-Timestamp"]) * 1e9) > t_ns:
+                return jpeg
+        raise AssertionError(f"{self.path}: no live part captured after t_ns within {timeout} s")
+
+    def close(self) -> None:
+        if self._viewer is not None:
+            self._viewer.close()
+            self._viewer = None

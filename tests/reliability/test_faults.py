@@ -18,6 +18,8 @@ paths are under ``tests/``, bare names are in this module)::
         -> test_killed_bridge_is_restarted_and_viewers_reconnect_on_the_same_port
     a child that crashes at every start: budget, the rest serve
         -> supervisor/test_daemon.py::test_crash_looping_child_exhausts_its_budget_and_the_rest_keep_serving
+    a child that hangs (SIGSTOP), or whose work is stuck while its loop runs: the watchdog
+        -> reliability/test_watchdog.py (its docstring maps each case)
     camera killed (powered off mid-stream), NO SIGNAL, backoff, back
         -> sources/test_cameras_e2e.py::test_killed_camera_shows_no_signal_backs_off_and_comes_back
     camera stalled (mid-JPEG, then silent)

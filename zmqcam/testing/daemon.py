@@ -33,15 +33,24 @@ def daemon_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "zmqcam.cli", *args]
 
 
-def write_config(path: Path, run_dir: Path, cameras: int = 2, http: bool = False, **camera: Any) -> Path:
+def write_config(
+    path: Path,
+    run_dir: Path,
+    cameras: int = 2,
+    http: bool = False,
+    sections: dict[str, dict[str, Any]] | None = None,
+    **camera: Any,
+) -> Path:
     """A small valid config of synthetic cameras (10 fps, idle after 1 s) written to ``path`` as TOML:
     the first ``cameras`` cameras of the built-in rig, ``camera`` overriding their keys, HTTP on a free
-    port when ``http``."""
+    port when ``http``, and ``sections`` merged into its tables (``{"daemon": {"watchdog": 3}}``)."""
     data = default_config_dict(str(run_dir))
     data["camera"] = data["camera"][:cameras]
     for cam in data["camera"]:
         cam.update({"fps": 10.0, "idle_timeout": 1.0, **camera})
     data["http"] = {"enabled": http, "port": free_port()}
+    for table, keys in (sections or {}).items():
+        data.setdefault(table, {}).update(keys)
     from_dict(data)  # the test's own config must be valid
     path.write_text(render_toml(data))
     return path
@@ -58,8 +67,9 @@ def fake_camera_config(stream_ports: list[int], idle_timeout: float) -> dict[str
 
 
 class DaemonProcess:
-    """``zmqcam-daemon start ARGS`` as a subprocess in its own session; ``terminate`` stops it, and
-    kills its whole process group if SIGTERM did not end it."""
+    """``zmqcam-daemon start ARGS`` as a subprocess in its own session (``env``: variables added to
+    this process's environment); ``terminate`` stops it, and kills its whole process group if SIGTERM
+    did not end it."""
 
     def __init__(
         self,
@@ -67,10 +77,12 @@ class DaemonProcess:
         cwd: Path | str | None = None,
         stdout: int | IO[Any] | None = subprocess.PIPE,
         stderr: int | IO[Any] | None = subprocess.PIPE,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.proc = subprocess.Popen(
             daemon_command("start", *args),
             cwd=cwd,
+            env=None if env is None else {**os.environ, **env},
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,
