@@ -310,7 +310,7 @@ def test_grabber_stuck_in_a_camera_read_reports_itself_and_is_restarted(tmp_path
         with Subscriber("cam0", endpoint=f"ipc://{run_dir}/cam-cam0.sock") as sub:
             read_until(sub, lambda frame: True, 30, "frames from the RTP camera")
             camera.kill()  # the camera stops sending: the next read blocks in FFmpeg
-            bound = call_limit(0.5, 1 / 25) + MIN_WATCHDOG + STOP_TIMEOUT + 15
+            bound = call_limit(0.5, 1 / 25) + MIN_WATCHDOG + STOP_TIMEOUT + 15  # self-paced: one frame more
             hung = wait_for(
                 lambda: (entry := d.state(run_dir)["children"][name])["state"] == HUNG and entry,
                 bound,

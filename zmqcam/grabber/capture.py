@@ -85,10 +85,19 @@ class Call(NamedTuple):
     limit: float | None
 
 
-def call_limit(timeout: float, pacing: float = 0.0) -> float:
-    """How long one source call given ``timeout`` may take before it counts as stuck; ``pacing`` is
-    what a self-paced source may add by waiting for its next frame."""
-    return STUCK_FACTOR * timeout + STUCK_SLACK + pacing
+def call_limit(timeout: float, allowance: float = 0.0) -> float:
+    """How long one source call given ``timeout`` may take before it counts as stuck; ``allowance``
+    is what the source may add on purpose (see ``read_allowance``)."""
+    return STUCK_FACTOR * timeout + STUCK_SLACK + allowance
+
+
+def read_allowance(source: Source, camera: CameraConfig) -> float:
+    """What one read may take beyond the read timeout on purpose: a self-paced source waits for its
+    next frame (one interval); a polled one may reconnect inside a read (the connect, then a fresh
+    connection's answer, each up to ``connect_timeout``)."""
+    pacing = 1.0 / camera.fps if source.self_paced else 0.0
+    reconnect = 2 * camera.connect_timeout if source.polled else 0.0
+    return pacing + reconnect
 
 
 class Capture(threading.Thread):
@@ -238,8 +247,7 @@ class Capture(threading.Thread):
         # delayed (delaying would let the TCP buffer fill with old frames); polled sources wait
         polled = source.polled
         next_due = 0.0
-        pacing = interval if source.self_paced else 0.0
-        read_limit = call_limit(cam.read_timeout, pacing) if source.read_bounded else None
+        read_limit = call_limit(cam.read_timeout, read_allowance(source, cam)) if source.read_bounded else None
         while self.wanted and not self.stopping:
             if polled and not source.self_paced:
                 wait = next_due - time.monotonic()
