@@ -19,10 +19,11 @@ import numpy as np
 import simplejpeg
 import zmq
 
-from zmqcam.bus.status import ASLEEP, BUSY, CONNECTING, ENDED, LIVE, LOST
+from zmqcam.bus.status import ASLEEP, BUSY, CONNECTING, ENDED, LIVE, LOST, WARMING_UP
 from zmqcam.config import CameraConfig
 from zmqcam.errors import CorruptFrame, SourceBusy, SourceEnded, SourceError, SourceTimeout
 from zmqcam.sources import Source, SourceFrame, create_source
+from zmqcam.sources.esp32 import Esp32Settings
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class Counters:
         self.rate_dropped = 0  # frames that arrived faster than the fps cap
         self.decoded = 0  # JPEG -> BGR decodes (only while someone wants raw)
         self.encoded = 0  # BGR -> JPEG encodes (only while someone wants jpeg)
+        self.warmup_frames = 0  # frames held back after a (re)connect (camera[].warmup)
         self.last_error = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -82,6 +84,8 @@ class Capture(threading.Thread):
         self.width = 0
         self.height = 0
         self.last_frame_mono = 0.0
+        #: the ESP32 controls the last connection applied (ControlsReport.as_status), None without any
+        self.controls: dict[str, Any] | None = None
         # set by the main thread; read here (plain attribute reads are atomic under the GIL)
         self.wanted = False
         self.want_jpeg = False
@@ -148,10 +152,17 @@ class Capture(threading.Thread):
         live_since = 0.0
         try:
             source.open(cam.connect_timeout)
-            self.state = LIVE
+            self._note_controls(source)
             live_since = time.monotonic()
-            log.info("%s: connected (%s)", cam.name, source.describe())
-            self._stream(source, out)
+            warmup = cam.warmup_period
+            self.state = LIVE if warmup.none else WARMING_UP
+            log.info(
+                "%s: connected (%s)%s",
+                cam.name,
+                source.describe(),
+                "" if warmup.none else f"; warming up for {warmup.describe()}",
+            )
+            self._stream(source, out, live_since)
         except SourceEnded as exc:
             if self.wanted and not self.stopping:
                 self._ended(source, exc)
@@ -168,6 +179,7 @@ class Capture(threading.Thread):
     def _lost(self, source: Source, exc: Exception, live_since: float) -> None:
         """Count a failed connection, release the camera and wait out the backoff."""
         cam = self.camera
+        self._note_controls(source)  # applied before the failure, which is the newer error
         expected = isinstance(exc, SourceError)
         if isinstance(exc, SourceTimeout):
             self.counters.timeouts += 1
@@ -194,6 +206,21 @@ class Capture(threading.Thread):
         while self.wanted and not self.stopping:
             self._sleep(1.0)
 
+    def _note_controls(self, source: Source) -> None:
+        """Take what applying the camera's controls did (``zmqcam.sources.esp32``) into status; its
+        problems are logged when they change, not on every reconnect of a flapping camera."""
+        report = source.controls_report if isinstance(source, Esp32Settings) else None
+        if report is None:
+            return
+        shown = report.as_status()
+        if shown != self.controls:
+            for line in report.errors + report.warnings:
+                log.warning("%s: %s", self.camera.name, line)
+            log.info("%s: controls applied: %s", self.camera.name, shown["shown"] or "none")
+        self.controls = shown
+        if report.errors:
+            self.counters.last_error = report.errors[-1]
+
     def _close(self, source: Source) -> None:
         self._source = None
         try:
@@ -201,9 +228,12 @@ class Capture(threading.Thread):
         except Exception:
             log.debug("%s: close failed", self.camera.name, exc_info=True)
 
-    def _stream(self, source: Source, out: zmq.Socket[Any]) -> None:
+    def _stream(self, source: Source, out: zmq.Socket[Any], live_since: float) -> None:
         cam = self.camera
         interval = 1.0 / cam.fps
+        warmup = cam.warmup_period
+        warming = not warmup.none
+        session_frames = 0
         # streaming sources deliver at the camera's pace: frames early for the cap are dropped, not
         # delayed (delaying would let the TCP buffer fill with old frames); polled sources wait
         polled = source.polled
@@ -221,6 +251,16 @@ class Capture(threading.Thread):
                 self.counters.last_error = str(exc) or "corrupt frame"
                 continue
             now = time.monotonic()
+            session_frames += 1
+            if warming:
+                # the sensor is still settling (or these are frames buffered before we came): held
+                # back, counted; the first frame after the warm-up is published
+                if session_frames <= warmup.frames or now - live_since < warmup.seconds:
+                    self.counters.warmup_frames += 1
+                    next_due = now + interval if polled else next_due
+                    continue
+                warming = False
+                self.state = LIVE
             if not source.self_paced and not polled and now < next_due - interval * 0.2:
                 self.counters.rate_dropped += 1
                 continue
