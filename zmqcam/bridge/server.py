@@ -52,6 +52,8 @@ from zmqcam.bridge.listener import (
     GuardedSite,
     server_ssl_context,
 )
+from zmqcam.bridge.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from zmqcam.bridge.metrics import METRICS_PATH, Metrics
 from zmqcam.bridge.page import render_page
 from zmqcam.bus.status import LIVE
 from zmqcam.config import Config
@@ -169,6 +171,7 @@ class Bridge:
         #: fps-capped writers pausing between frames; resolved at once on shutdown
         self._pauses: set[asyncio.Future[None]] = set()
         self._started = time.monotonic()
+        self.metrics = Metrics(self)
         self.app = self._make_app()
 
     def _make_card(self, stream: str) -> Part:
@@ -192,6 +195,7 @@ class Bridge:
         add("/stream/{name}", self.stream_camera, allow_head=False)
         add("/snapshot.jpg", self.snapshot_pano, allow_head=False)
         add("/snapshot/{name}.jpg", self.snapshot_camera, allow_head=False)
+        add(METRICS_PATH, self.metrics_handler)
         app.on_shutdown.append(self._on_shutdown)
         return app
 
@@ -228,12 +232,14 @@ class Bridge:
         if request.version < (1, 0):
             # aiohttp takes a request line without a version for HTTP/0.9 and would serve it
             return web.Response(status=400, text="400: HTTP/1.0 or HTTP/1.1 requests only\n")
-        if not auth.authorized(self.http, request):
+        metrics = request.path == METRICS_PATH
+        allowed = auth.metrics_authorized(self.http, request) if metrics else auth.authorized(self.http, request)
+        if not allowed:
             self.counters["unauthorized"] += 1
             return web.Response(
                 status=401,
                 text="401: authentication required\n",
-                headers={"WWW-Authenticate": auth.challenge(self.http)},
+                headers={"WWW-Authenticate": auth.challenge(self.http, metrics=metrics)},
             )
         response: web.StreamResponse = await handler(request)
         return response
@@ -279,6 +285,9 @@ class Bridge:
 
     async def status_handler(self, request: web.Request) -> web.Response:
         return web.Response(text=json.dumps(self.status()), content_type="application/json", headers=_NO_CACHE)
+
+    async def metrics_handler(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE, **_NO_CACHE})
 
     async def stream_pano(self, request: web.Request) -> web.StreamResponse:
         return await self._stream(request, self._pano_channel())
@@ -345,6 +354,8 @@ class Bridge:
         part = channel.fresh() or channel.card
         gen = channel.gen
         await self._write(request, response, part.chunk, watch)
+        channel.sent += 1
+        channel.sent_bytes += len(part.chunk)
         sent_at = loop.time()
         while not self.closing.is_set():
             if fps is not None:
@@ -366,6 +377,8 @@ class Bridge:
                     return
                 part = channel.recent() or channel.card
             await self._write(request, response, part.chunk, watch)
+            channel.sent += 1
+            channel.sent_bytes += len(part.chunk)
             sent_at = loop.time()
 
     async def _pause(self, seconds: float) -> bool:
@@ -424,6 +437,8 @@ class Bridge:
             # that captured them is behind ours (README: run NTP on every host of a split rig). The
             # newest arrival is still newer than the request.
             part = arrived
+        if part is not None:
+            channel.sent_bytes += len(part.jpeg)
         if part is None:
             self.counters["snapshot_timeouts"] += 1
             raise web.HTTPServiceUnavailable(
