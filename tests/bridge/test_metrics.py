@@ -166,8 +166,10 @@ def test_families_are_present_and_change_as_frames_flow(rig: Rig) -> None:
         assert value(during, "zmqcam_stitcher_target_fps") == 10.0
         assert value(during, "zmqcam_stitcher_panoramas_total") > 0
         assert value(during, "zmqcam_stitcher_compose_seconds_count") > 0
-        assert 0 < value(during, "zmqcam_stitcher_compose_seconds_sum") < value(
-            during, "zmqcam_stitcher_compose_seconds_count"
+        assert (
+            0
+            < value(during, "zmqcam_stitcher_compose_seconds_sum")
+            < value(during, "zmqcam_stitcher_compose_seconds_count")
         )
         assert value(during, "zmqcam_stitcher_encode_seconds_count") > 0
         assert value(during, "zmqcam_http_sent_bytes_total", stream="pano") > 10_000
@@ -178,9 +180,11 @@ def test_families_are_present_and_change_as_frames_flow(rig: Rig) -> None:
             assert value(during, "zmqcam_process_cpu_seconds_total", process=process) > 0
             assert value(during, "zmqcam_process_resident_memory_bytes", process=process) > 10_000_000
         later = wait_for(
-            lambda: (s := scrape(rig.url))
-            and value(s, "zmqcam_stitcher_panoramas_total") > value(during, "zmqcam_stitcher_panoramas_total")
-            and s,
+            lambda: (
+                (s := scrape(rig.url))
+                and value(s, "zmqcam_stitcher_panoramas_total") > value(during, "zmqcam_stitcher_panoramas_total")
+                and s
+            ),
             10,
             interval=0.3,
             message="the panorama count to grow",
@@ -192,9 +196,11 @@ def test_families_are_present_and_change_as_frames_flow(rig: Rig) -> None:
         viewer.close()
     # nobody watches: the stitcher stops and the cameras go to sleep, as the gauges say
     wait_for(
-        lambda: (s := scrape(rig.url))
-        and value(s, "zmqcam_camera_state", camera="cam0", state="asleep") == 1.0
-        and value(s, "zmqcam_stitcher_running") == 0.0,
+        lambda: (
+            (s := scrape(rig.url))
+            and value(s, "zmqcam_camera_state", camera="cam0", state="asleep") == 1.0
+            and value(s, "zmqcam_stitcher_running") == 0.0
+        ),
         15,
         interval=0.3,
         message="the cameras asleep in /metrics",
@@ -222,8 +228,13 @@ def test_process_restarts_are_counted_per_child(rig: Rig) -> None:
     before = scrape(rig.url)
     assert value(before, "zmqcam_process_restarts_total", process="grabber:cam1") == 0.0
     os.kill(children["grabber:cam1"]["pid"], signal.SIGKILL)
+
+    def restarted() -> dict[str, object] | None:
+        now = scrape(rig.url)
+        return now if value(now, "zmqcam_process_restarts_total", process="grabber:cam1") == 1.0 else None
+
     after = wait_for(
-        lambda: (s := scrape(rig.url)) and value(s, "zmqcam_process_restarts_total", process="grabber:cam1") == 1.0 and s,
+        restarted,
         20,
         interval=0.3,
         message="the restart counted",
