@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import zmq.asyncio
 from aiohttp import web
@@ -60,6 +60,7 @@ from zmqcam.config import Config
 from zmqcam.errors import StartError
 from zmqcam.files import write_atomic
 from zmqcam.image.cards import waiting_card
+from zmqcam.image.resize import MAX_SIDE, resized_jpeg
 from zmqcam.names import ANNOUNCE_FILE, BRIDGE, PANO
 from zmqcam.process import run_child
 
@@ -126,6 +127,36 @@ def _bad_request(reason: str) -> web.HTTPBadRequest:
     return web.HTTPBadRequest(text=f"400: {reason}\n")
 
 
+class SnapshotOptions(NamedTuple):
+    """``/snapshot.jpg?width=&height=&quality=``; None: as made."""
+
+    width: int | None = None
+    height: int | None = None
+    quality: int | None = None
+
+
+NO_OPTIONS = SnapshotOptions()
+#: query key -> its largest value (the smallest is 1)
+SNAPSHOT_OPTIONS = {"width": MAX_SIDE, "height": MAX_SIDE, "quality": 100}
+#: resized snapshots kept (frame and options -> JPEG), newest first out last
+RESIZED_CACHE = 32
+_WHOLE = re.compile(r"[0-9]{1,6}", re.ASCII)
+
+
+def _snapshot_options(request: web.Request) -> SnapshotOptions:
+    values: dict[str, int] = {}
+    for key, top in SNAPSHOT_OPTIONS.items():
+        given = request.query.getall(key, [])
+        if not given:
+            continue
+        if len(given) > 1:
+            raise _bad_request(f"{key} is given more than once")
+        if not _WHOLE.fullmatch(given[0]) or not 1 <= int(given[0]) <= top:
+            raise _bad_request(f"{key} must be a whole number from 1 to {top}, got {given[0][:40]!r}")
+        values[key] = int(given[0])
+    return SnapshotOptions(**values)
+
+
 class Bridge:
     """The aiohttp application and everything it serves from. Create inside a running event loop."""
 
@@ -163,7 +194,11 @@ class Bridge:
             "snapshot_timeouts": 0,
             "head_timeouts": 0,
             "refused_connections": 0,
+            "snapshots_resized": 0,
         }
+        self._resized_cache: collections.OrderedDict[tuple[str, int, int, SnapshotOptions], bytes] = (
+            collections.OrderedDict()
+        )
         self.responses: collections.Counter[int] = collections.Counter()
         self.port: int | None = None
         self.site: GuardedSite | None = None
@@ -296,12 +331,18 @@ class Bridge:
         return await self._stream(request, self._camera_channel(request.match_info["name"]))
 
     async def snapshot_pano(self, request: web.Request) -> web.Response:
-        return await self._snapshot(self._pano_channel())
+        options = _snapshot_options(request)
+        return await self._snapshot(self._pano_channel(), options)
 
     async def snapshot_camera(self, request: web.Request) -> web.Response:
-        return await self._snapshot(self._camera_channel(request.match_info["name"]))
+        options = _snapshot_options(request)
+        return await self._snapshot(self._camera_channel(request.match_info["name"]), options)
 
     async def _stream(self, request: web.Request, channel: Channel) -> web.StreamResponse:
+        resize = [key for key in SNAPSHOT_OPTIONS if key in request.query]
+        if resize:
+            # a stream forwards each JPEG as it was made, to every viewer: never re-encoded per viewer
+            raise _bad_request(f"{resize[0]}: streams are never resized (only /snapshot.jpg takes it)")
         fps = self._parse_fps(request)
         self._admit()
         response = web.StreamResponse(
@@ -402,7 +443,7 @@ class Bridge:
         if data is not OPENING:
             self.counters["frames_sent"] += 1
 
-    async def _snapshot(self, channel: Channel) -> web.Response:
+    async def _snapshot(self, channel: Channel, options: SnapshotOptions) -> web.Response:
         """The newest frame, meaning the first one made from camera frames captured after this request
         arrived: with live cameras that takes a frame interval or two, with sleeping ones as long as
         they take to wake (at most ``snapshot_timeout``, else 503). A frame cached before the request
@@ -437,16 +478,16 @@ class Bridge:
             # that captured them is behind ours (README: run NTP on every host of a split rig). The
             # newest arrival is still newer than the request.
             part = arrived
-        if part is not None:
-            channel.sent_bytes += len(part.jpeg)
         if part is None:
             self.counters["snapshot_timeouts"] += 1
             raise web.HTTPServiceUnavailable(
                 text=f"503: no frame from {channel.stream} within {timeout:g} s\n",
                 headers={"Retry-After": RETRY_AFTER},
             )
+        body = part.jpeg if options == NO_OPTIONS else await self._resized(channel, part, options)
+        channel.sent_bytes += len(body)
         return web.Response(
-            body=part.jpeg,
+            body=body,
             content_type="image/jpeg",
             headers={
                 "X-Timestamp": f"{part.capture_ns / 1e9:.6f}",
@@ -455,6 +496,22 @@ class Bridge:
                 **_NO_CACHE,
             },
         )
+
+    async def _resized(self, channel: Channel, part: Part, options: SnapshotOptions) -> bytes:
+        """The snapshot at the size and quality asked for: encoded once per frame and options (a
+        bounded cache, newest kept), off the event loop so that streams do not wait for it."""
+        key = (channel.stream, part.seq, part.capture_ns, options)
+        cached = self._resized_cache.get(key)
+        if cached is not None:
+            self._resized_cache.move_to_end(key)
+            return cached
+        loop = asyncio.get_running_loop()
+        jpeg = await loop.run_in_executor(None, resized_jpeg, part.jpeg, *options)
+        self.counters["snapshots_resized"] += 1
+        self._resized_cache[key] = jpeg
+        while len(self._resized_cache) > RESIZED_CACHE:
+            self._resized_cache.popitem(last=False)
+        return jpeg
 
     # -- status
 

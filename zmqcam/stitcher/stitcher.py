@@ -67,8 +67,11 @@ class Slot:
         return 1.0 / self.fps_hint
 
     def warmup_seconds(self) -> float:
-        """The camera's warm-up in seconds (a frame count at its measured frame interval)."""
-        return self.warmup.seconds + self.warmup.frames * self.interval()
+        """The camera's warm-up in seconds (a frame count at its measured frame interval), plus the
+        interval to the first frame after it (a warm-up ends at a frame, not at its time)."""
+        if self.warmup.none:
+            return 0.0
+        return self.warmup.seconds + (self.warmup.frames + 1) * self.interval()
 
     def take(self, frame: protocol.Frame, now: float) -> None:
         if self.frame is not None and self.arrived:

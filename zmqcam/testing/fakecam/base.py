@@ -65,6 +65,8 @@ class FakeCamBase:
         self._settings.update(
             framesize=wire.framesize_index(self._size), quality=quality, awb=1, awb_gain=1, aec=1, agc=1, aec_value=168
         )
+        self._default_settings = dict(self._settings)  # what a reboot goes back to
+        self._default_size = self._size
         #: variables answered HTTP 500 (as the firmware answers one it does not know)
         self.failing_controls: set[str] = set()
         #: variables answered 200 that do not change (as framesize does when the sensor is not in JPEG mode)

@@ -85,11 +85,14 @@ class FaultInjection(FakeCamBase):
                     self._listeners[role] = wire.listen(self.host, port)
 
     def reboot(self, seconds: float = 1.0) -> None:
-        """A power cycle: drop every connection, refuse for ``seconds``, restart the uptime clock."""
+        """A power cycle: drop every connection, refuse for ``seconds``, restart the uptime clock, and
+        forget the sensor settings made through ``/control`` (the firmware keeps them in RAM)."""
         self.refuse(seconds)
         self.drop_clients()
         with self._lock:
             self._boot = time.monotonic() + seconds
+            self._settings = dict(self._default_settings)
+            self._size = self._default_size
 
     def fail_control(self, *names: str) -> None:
         """Answer ``/control?var=NAME`` with HTTP 500, as a firmware that does not know NAME does."""
