@@ -311,7 +311,12 @@ def measure_wakeups(d: Daemon, ports: list[int], reps: int) -> dict[str, Any]:
 
 def reload_daemon(d: Daemon, config: dict[str, Any], applied: Any, timeout: float = 20.0) -> None:
     """Rewrite the daemon's config and reload it (SIGHUP); wait until ``applied()`` says it took."""
-    config = {**config, "daemon": {"run_dir": d.run_dir, "log_level": "warning"}}
+    # what the daemon's command line set (--run-dir, --port) must stay as it is
+    config = {
+        **config,
+        "daemon": {"run_dir": d.run_dir, "log_level": "warning"},
+        "http": {**config.get("http", {}), "port": d.port},
+    }
     Path(d.config_path).write_text(render_toml(config))
     os.kill(d.pid, signal.SIGHUP)
     deadline = time.monotonic() + timeout
