@@ -187,3 +187,46 @@ def test_the_scrape_config_and_alerts_use_what_metrics_serves(rig: Rig) -> None:
             assert name in names, f"{name} (in {expr!r}) is not served"
         for label, label_value in re.findall(r'(\w+)="([^"]+)"', expr):
             assert any((label, label_value) in labels for _, labels in samples), (label, label_value)
+
+
+def test_snapshot_sizes_are_cached_per_frame_and_bad_ones_refused(rig: Rig) -> None:
+    """?width=&height=&quality=: exactly the size asked for (one side keeps the aspect ratio); the
+    same frame and size asked twice is encoded once; bad values and resizing a stream are 400 with
+    a one-line reason."""
+    auth = (HTTP["basic_user"], HTTP["basic_password"])
+    base = f"http://{rig.base}"
+
+    def snapshot(query: str) -> requests.Response:
+        return requests.get(f"{base}/snapshot/cam0.jpg{query}", auth=auth, timeout=10)
+
+    small = snapshot("?width=320&height=100&quality=30")
+    assert small.status_code == 200
+    assert simplejpeg.decode_jpeg_header(small.content)[:2] == (100, 320)
+    tall = snapshot("?height=120")
+    assert simplejpeg.decode_jpeg_header(tall.content)[:2] == (120, 160)
+
+    def resized() -> int:
+        status = requests.get(f"{base}/status", auth=auth, timeout=5).json()
+        return int(status["http"]["snapshots_resized"])
+
+    # two requests for the same new frame and size while a viewer keeps the camera live: one encode
+    with requests.get(f"{base}/stream/cam0", auth=auth, stream=True, timeout=(5, 15)):
+        before = resized()
+        first, second = snapshot("?width=200"), snapshot("?width=200")
+        assert first.status_code == second.status_code == 200
+        same_frame = first.headers["X-Zmqcam-Seq"] == second.headers["X-Zmqcam-Seq"]
+        assert resized() - before == (1 if same_frame else 2)
+        if same_frame:
+            assert first.content == second.content
+    for query, reason in (
+        ("?width=0", "width must be a whole number from 1 to 4096, got '0'"),
+        ("?width=5000", "width must be a whole number from 1 to 4096, got '5000'"),
+        ("?height=1.5", "height must be a whole number from 1 to 4096, got '1.5'"),
+        ("?quality=101", "quality must be a whole number from 1 to 100, got '101'"),
+        ("?width=10&width=20", "width is given more than once"),
+    ):
+        bad = snapshot(query)
+        assert bad.status_code == 400 and bad.text == f"400: {reason}\n", (query, bad.text)
+    stream = requests.get(f"{base}/stream?width=320", auth=auth, timeout=10)
+    assert stream.status_code == 400
+    assert stream.text == "400: width: streams are never resized (only /snapshot.jpg takes it)\n"

@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 import simplejpeg
 
-from tests.helpers import Children, camera, opened, wait_for
+from tests.helpers import Children, Daemon, camera, cli, opened, wait_for
 from zmqcam import Subscriber
 from zmqcam.bus import protocol, sockets
 from zmqcam.bus.status import collect_status
 from zmqcam.config import Config, default_config_dict, from_dict
 from zmqcam.config.esp32 import FRAMESIZES
+from zmqcam.config.toml import render_toml
 from zmqcam.errors import SourceError
 from zmqcam.grabber import run_grabber
 from zmqcam.names import connect_endpoint
@@ -223,3 +224,28 @@ def test_panorama_waits_for_a_warming_camera_instead_of_showing_no_signal(
     assert [s["state"] for s in frame.extra["sources"]] == ["live", "live"], frame.extra["sources"]
     assert frame.extra["stale"] == []
     assert collect_status(config, timeout=2.0)["cam1"]["warmup_frames"] >= 20
+
+
+def test_daemon_status_shows_the_applied_controls(
+    tmp_path: Any, daemons: list[Daemon], fakes: Callable[..., FakeCam]
+) -> None:
+    """`zmqcam-daemon status` lists, under the camera, the settings as the camera reports them after
+    applying, and what it refused."""
+    fake = fakes(fps=10.0)
+    fake.fail_control("led_intensity")
+    run_dir = tmp_path / "run"
+    config = rig_config(run_dir, fake, controls={"framesize": "CIF", "quality": 15, "led_intensity": 50})
+    data = config.model_dump(exclude_none=True)
+    data["camera"][0].update(always_on=True)
+    path = tmp_path / "rig.toml"
+    path.write_text(render_toml(data))
+    daemons.append(Daemon(["-c", str(path)], cwd=tmp_path))
+
+    def shown() -> str | None:
+        done = cli("status", "-c", str(path), cwd=tmp_path)
+        return done.stdout if done.returncode == 0 and "controls:" in done.stdout else None
+
+    out = wait_for(shown, 30, interval=0.3, message="controls in `zmqcam-daemon status`")
+    assert "controls: framesize=CIF quality=15" in out
+    assert "led_intensity = 50: the camera refused it (HTTP 500" in out
+    assert fake.size == (400, 296)

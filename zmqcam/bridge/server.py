@@ -7,7 +7,9 @@ Endpoints::
     GET /stream/<camera>         one camera's own JPEGs, forwarded untouched
     GET /snapshot.jpg            the newest panorama (wakes sleeping cameras, waits snapshot_timeout)
     GET /snapshot/<camera>.jpg   the newest frame of one camera
+                                 (both: ?width=&height=&quality= re-encode it, once per frame and size)
     GET /status                  JSON: cameras, stitcher, HTTP counters, the bridge's subscriptions
+    GET /metrics                 Prometheus (zmqcam.bridge.metrics)
 
 Every frame arrives JPEG-encoded from upstream and is wrapped into a multipart part once
 (``zmqcam.bridge.hub``); per client the bridge only writes bytes. Each streaming client has its own
