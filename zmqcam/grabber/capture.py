@@ -4,6 +4,10 @@ pace) and hands the products someone wants to the grabber's main thread over an 
 It makes only what is wanted: the camera's own JPEG for ``<cam> jpeg``, decoded BGR for ``<cam> raw``
 (decoded only while ``raw`` has subscribers). A blocking camera read here never stalls the main
 thread's subscription handling, idle timer or shutdown (``zmqcam.grabber.grabber``).
+
+After each (re)connect the camera's warm-up (``camera[].warmup``) holds back its first frames, counted
+in ``warmup_frames``, while its state is "warming up": an ESP32's first frames are stale buffers or
+still settling exposure. What the source applied of an ESP32's ``controls`` goes into status.
 """
 
 from __future__ import annotations

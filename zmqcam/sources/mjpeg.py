@@ -21,6 +21,9 @@ timing: ``capture_ns`` is the camera time mapped onto our clock by ``CameraClock
 estimated from the earliest arrivals), which keeps the camera's real frame spacing free of network
 jitter and is never later than the arrival time. Without ``X-Timestamp``, ``capture_ns`` is the
 arrival time of the frame's last byte.
+
+An ESP32's ``camera[].controls`` are applied at the start of ``open``, before the first frame is
+asked for (``zmqcam.sources.esp32``).
 """
 
 from __future__ import annotations

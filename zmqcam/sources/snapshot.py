@@ -22,6 +22,9 @@ sockets) is reopened once, transparently, if the request got no response at all.
 ``open``; the first ``read`` returns that picture. ``capture_ns`` is when the response headers
 arrived: the firmware takes the picture just before it answers (``X-Timestamp`` is camera uptime,
 of no use for a single picture).
+
+An ESP32's ``camera[].controls`` are applied at the start of ``open``, before the first picture is
+asked for (``zmqcam.sources.esp32``).
 """
 
 from __future__ import annotations
