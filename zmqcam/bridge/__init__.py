@@ -4,6 +4,7 @@ zmqcam.bridge.server    the process: endpoints, per-client writers, limits, run_
 zmqcam.bridge.hub       the ZeroMQ side: a Channel (newest frame + waiting writers) per stream
 zmqcam.bridge.listener  the listening socket: TLS, connection cap, request-head deadline
 zmqcam.bridge.report    the body of /status
+zmqcam.bridge.metrics   the body of /metrics (prometheus_client, a collector on the bridge's own registry)
 zmqcam.bridge.auth      optional bearer token / basic credentials
 zmqcam.bridge.page      the page at /
 """

@@ -20,10 +20,10 @@ def required(http: HttpConfig) -> bool:
     return http.token is not None or http.basic_user is not None
 
 
-def challenge(http: HttpConfig) -> str:
-    """The ``WWW-Authenticate`` value of a 401."""
+def challenge(http: HttpConfig, metrics: bool = False) -> str:
+    """The ``WWW-Authenticate`` value of a 401 (of ``/metrics`` with ``metrics``)."""
     challenges = []
-    if http.token is not None:
+    if http.token is not None or (metrics and http.metrics_token is not None):
         challenges.append('Bearer realm="zmqcam"')
     if http.basic_user is not None:
         challenges.append('Basic realm="zmqcam", charset="UTF-8"')
@@ -54,3 +54,16 @@ def authorized(http: HttpConfig, request: web.BaseRequest) -> bool:
         password_ok = _same(password, http.basic_password)
         return bool(sep) and user_ok and password_ok
     return False
+
+
+def metrics_authorized(http: HttpConfig, request: web.BaseRequest) -> bool:
+    """``/metrics``: what lets in anywhere else, or ``metrics_token`` (for a scraper that should not
+    hold the viewers' credentials). With only ``metrics_token`` set, it alone opens ``/metrics``."""
+    if http.metrics_token is not None:
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        offered = credentials.strip() if scheme.lower() == "bearer" else request.query.get("token", "")
+        if offered and _same(offered, http.metrics_token):
+            return True
+        if not required(http):
+            return False
+    return authorized(http, request)

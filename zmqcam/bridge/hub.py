@@ -126,6 +126,8 @@ class Channel:
         self.received = 0
         self.malformed = 0
         self.skipped = 0  # frames some client did not get because a newer one replaced them
+        self.sent = 0  # stream parts written to clients
+        self.sent_bytes = 0  # bytes of stream parts and snapshots written to clients
         self.keepalive = KEEPALIVE
         self._changed = asyncio.Event()
         # one keepalive timer per channel, running while it has users, re-armed lazily from the last

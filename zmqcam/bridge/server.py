@@ -7,8 +7,10 @@ Endpoints::
     GET /stream/<camera>         one camera's own JPEGs, forwarded untouched
     GET /snapshot.jpg            the newest panorama (wakes sleeping cameras, waits snapshot_timeout)
     GET /snapshot/<camera>.jpg   the newest frame of one camera
+                                 (both: ?width=&height=&quality= re-encode it, once per frame and size)
     GET /status                  JSON: cameras, stitcher, HTTP counters, the bridge's subscriptions,
                                  the daemon's processes (state, restarts, watchdog hangs)
+    GET /metrics                 Prometheus (zmqcam.bridge.metrics)
 
 Every frame arrives JPEG-encoded from upstream and is wrapped into a multipart part once
 (``zmqcam.bridge.hub``); per client the bridge only writes bytes. Each streaming client has its own
@@ -37,7 +39,7 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import zmq.asyncio
 from aiohttp import web
@@ -53,12 +55,15 @@ from zmqcam.bridge.listener import (
     GuardedSite,
     server_ssl_context,
 )
+from zmqcam.bridge.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from zmqcam.bridge.metrics import METRICS_PATH, Metrics
 from zmqcam.bridge.page import render_page
 from zmqcam.bus.status import LIVE
 from zmqcam.config import Config
 from zmqcam.errors import StartError
 from zmqcam.files import write_atomic
 from zmqcam.image.cards import waiting_card
+from zmqcam.image.resize import MAX_SIDE, resized_jpeg
 from zmqcam.names import ANNOUNCE_FILE, BRIDGE, PANO
 from zmqcam.process import HEARTBEAT_INTERVAL, Heartbeat, run_child
 
@@ -125,6 +130,36 @@ def _bad_request(reason: str) -> web.HTTPBadRequest:
     return web.HTTPBadRequest(text=f"400: {reason}\n")
 
 
+class SnapshotOptions(NamedTuple):
+    """``/snapshot.jpg?width=&height=&quality=``; None: as made."""
+
+    width: int | None = None
+    height: int | None = None
+    quality: int | None = None
+
+
+NO_OPTIONS = SnapshotOptions()
+#: query key -> its largest value (the smallest is 1)
+SNAPSHOT_OPTIONS = {"width": MAX_SIDE, "height": MAX_SIDE, "quality": 100}
+#: resized snapshots kept (frame and options -> JPEG), newest first out last
+RESIZED_CACHE = 32
+_WHOLE = re.compile(r"[0-9]{1,6}", re.ASCII)
+
+
+def _snapshot_options(request: web.Request) -> SnapshotOptions:
+    values: dict[str, int] = {}
+    for key, top in SNAPSHOT_OPTIONS.items():
+        given = request.query.getall(key, [])
+        if not given:
+            continue
+        if len(given) > 1:
+            raise _bad_request(f"{key} is given more than once")
+        if not _WHOLE.fullmatch(given[0]) or not 1 <= int(given[0]) <= top:
+            raise _bad_request(f"{key} must be a whole number from 1 to {top}, got {given[0][:40]!r}")
+        values[key] = int(given[0])
+    return SnapshotOptions(**values)
+
+
 class Bridge:
     """The aiohttp application and everything it serves from. Create inside a running event loop."""
 
@@ -162,7 +197,11 @@ class Bridge:
             "snapshot_timeouts": 0,
             "head_timeouts": 0,
             "refused_connections": 0,
+            "snapshots_resized": 0,
         }
+        self._resized_cache: collections.OrderedDict[tuple[str, int, int, SnapshotOptions], bytes] = (
+            collections.OrderedDict()
+        )
         self.responses: collections.Counter[int] = collections.Counter()
         self.port: int | None = None
         self.site: GuardedSite | None = None
@@ -171,6 +210,7 @@ class Bridge:
         self._pauses: set[asyncio.Future[None]] = set()
         self._started = time.monotonic()
         self.processes = report.ProcessTable(config.run_dir)
+        self.metrics = Metrics(self)
         self.app = self._make_app()
 
     def _make_card(self, stream: str) -> Part:
@@ -194,6 +234,7 @@ class Bridge:
         add("/stream/{name}", self.stream_camera, allow_head=False)
         add("/snapshot.jpg", self.snapshot_pano, allow_head=False)
         add("/snapshot/{name}.jpg", self.snapshot_camera, allow_head=False)
+        add(METRICS_PATH, self.metrics_handler)
         app.on_shutdown.append(self._on_shutdown)
         return app
 
@@ -230,12 +271,14 @@ class Bridge:
         if request.version < (1, 0):
             # aiohttp takes a request line without a version for HTTP/0.9 and would serve it
             return web.Response(status=400, text="400: HTTP/1.0 or HTTP/1.1 requests only\n")
-        if not auth.authorized(self.http, request):
+        metrics = request.path == METRICS_PATH
+        allowed = auth.metrics_authorized(self.http, request) if metrics else auth.authorized(self.http, request)
+        if not allowed:
             self.counters["unauthorized"] += 1
             return web.Response(
                 status=401,
                 text="401: authentication required\n",
-                headers={"WWW-Authenticate": auth.challenge(self.http)},
+                headers={"WWW-Authenticate": auth.challenge(self.http, metrics=metrics)},
             )
         response: web.StreamResponse = await handler(request)
         return response
@@ -282,6 +325,9 @@ class Bridge:
     async def status_handler(self, request: web.Request) -> web.Response:
         return web.Response(text=json.dumps(self.status()), content_type="application/json", headers=_NO_CACHE)
 
+    async def metrics_handler(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE, **_NO_CACHE})
+
     async def stream_pano(self, request: web.Request) -> web.StreamResponse:
         return await self._stream(request, self._pano_channel())
 
@@ -289,12 +335,18 @@ class Bridge:
         return await self._stream(request, self._camera_channel(request.match_info["name"]))
 
     async def snapshot_pano(self, request: web.Request) -> web.Response:
-        return await self._snapshot(self._pano_channel())
+        options = _snapshot_options(request)
+        return await self._snapshot(self._pano_channel(), options)
 
     async def snapshot_camera(self, request: web.Request) -> web.Response:
-        return await self._snapshot(self._camera_channel(request.match_info["name"]))
+        options = _snapshot_options(request)
+        return await self._snapshot(self._camera_channel(request.match_info["name"]), options)
 
     async def _stream(self, request: web.Request, channel: Channel) -> web.StreamResponse:
+        resize = [key for key in SNAPSHOT_OPTIONS if key in request.query]
+        if resize:
+            # a stream forwards each JPEG as it was made, to every viewer: never re-encoded per viewer
+            raise _bad_request(f"{resize[0]}: streams are never resized (only /snapshot.jpg takes it)")
         fps = self._parse_fps(request)
         self._admit()
         response = web.StreamResponse(
@@ -347,6 +399,8 @@ class Bridge:
         part = channel.fresh() or channel.card
         gen = channel.gen
         await self._write(request, response, part.chunk, watch)
+        channel.sent += 1
+        channel.sent_bytes += len(part.chunk)
         sent_at = loop.time()
         while not self.closing.is_set():
             if fps is not None:
@@ -368,6 +422,8 @@ class Bridge:
                     return
                 part = channel.recent() or channel.card
             await self._write(request, response, part.chunk, watch)
+            channel.sent += 1
+            channel.sent_bytes += len(part.chunk)
             sent_at = loop.time()
 
     async def _pause(self, seconds: float) -> bool:
@@ -391,7 +447,7 @@ class Bridge:
         if data is not OPENING:
             self.counters["frames_sent"] += 1
 
-    async def _snapshot(self, channel: Channel) -> web.Response:
+    async def _snapshot(self, channel: Channel, options: SnapshotOptions) -> web.Response:
         """The newest frame, meaning the first one made from camera frames captured after this request
         arrived: with live cameras that takes a frame interval or two, with sleeping ones as long as
         they take to wake (at most ``snapshot_timeout``, else 503). A frame cached before the request
@@ -432,8 +488,10 @@ class Bridge:
                 text=f"503: no frame from {channel.stream} within {timeout:g} s\n",
                 headers={"Retry-After": RETRY_AFTER},
             )
+        body = part.jpeg if options == NO_OPTIONS else await self._resized(channel, part, options)
+        channel.sent_bytes += len(body)
         return web.Response(
-            body=part.jpeg,
+            body=body,
             content_type="image/jpeg",
             headers={
                 "X-Timestamp": f"{part.capture_ns / 1e9:.6f}",
@@ -442,6 +500,22 @@ class Bridge:
                 **_NO_CACHE,
             },
         )
+
+    async def _resized(self, channel: Channel, part: Part, options: SnapshotOptions) -> bytes:
+        """The snapshot at the size and quality asked for: encoded once per frame and options (a
+        bounded cache, newest kept), off the event loop so that streams do not wait for it."""
+        key = (channel.stream, part.seq, part.capture_ns, options)
+        cached = self._resized_cache.get(key)
+        if cached is not None:
+            self._resized_cache.move_to_end(key)
+            return cached
+        loop = asyncio.get_running_loop()
+        jpeg = await loop.run_in_executor(None, resized_jpeg, part.jpeg, *options)
+        self.counters["snapshots_resized"] += 1
+        self._resized_cache[key] = jpeg
+        while len(self._resized_cache) > RESIZED_CACHE:
+            self._resized_cache.popitem(last=False)
+        return jpeg
 
     # -- status
 

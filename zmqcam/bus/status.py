@@ -10,8 +10,11 @@ wakes a camera.
 from __future__ import annotations
 
 import collections
+import contextlib
+import os
 import time
 from collections.abc import Collection
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -30,6 +33,7 @@ STATUS_DOWN_AFTER = 3.5
 ASLEEP = "asleep"
 CONNECTING = "connecting"
 LIVE = "live"
+WARMING_UP = "warming up"  # connected; its first frames are held back while the sensor settles
 LOST = "lost"  # waiting out a backoff before the next connect
 BUSY = "busy"  # the camera serves someone else
 ENDED = "ended"  # a file or recording with loop = false played to its end
@@ -51,6 +55,7 @@ STOPPED = "stopped"
 CAMERA_STATES = {
     ASLEEP: ASLEEP,
     CONNECTING: CONNECTING,
+    WARMING_UP: WARMING_UP,
     LIVE: LIVE,
     LOST: NO_SIGNAL,
     BUSY: NO_SIGNAL,
@@ -80,6 +85,20 @@ class FpsMeter:
         if len(times) < 2 or times[-1] <= times[0]:
             return 0.0
         return round((len(times) - 1) / (times[-1] - times[0]), 2)
+
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def process_usage() -> dict[str, Any]:
+    """This process's pid, CPU seconds (user + system) and resident memory in bytes, as every process
+    reports them in its status: the bridge's ``/metrics`` then shows them for processes on other
+    hosts too. ``rss_bytes`` is None where /proc is missing."""
+    times = os.times()
+    rss: int | None = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        rss = int(Path("/proc/self/statm").read_text().split()[1]) * _PAGE_SIZE
+    return {"pid": os.getpid(), "cpu_seconds": round(times.user + times.system, 3), "rss_bytes": rss}
 
 
 def all_streams(config: Config) -> list[str]:

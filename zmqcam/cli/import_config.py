@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from zmqcam.cli.common import Subparsers
-from zmqcam.config import load_config
+from zmqcam.config import infer_kind, load_config
 from zmqcam.config.toml import render_toml, toml_value
 from zmqcam.errors import UsageError
 
@@ -26,7 +26,8 @@ KEY_COMMENTS: dict[str, str] = {
     "camera.name": 'Unique; lowercase letters, digits, "_" and "-". Used in topics, URLs (/stream/cam0) and logs.',
     "camera.source": "What to read: an http:// URL (.../capture or .../jpg: JPEG snapshots; ...:81/stream: MJPEG),\n"
     'rtsp://..., /dev/videoN or a device index, a video file, or "synthetic".',
-    "camera.kind": "The protocol: snapshot, mjpeg, rtsp, device, file, replay or synthetic; inferred when omitted.",
+    "camera.kind": "The protocol: snapshot, mjpeg, rtsp, device, file, replay or synthetic. Written only where the\n"
+    "URL does not imply it; remove it when you change the URL to one that does.",
     "camera.rotate": "Rotation applied first, in degrees clockwise: 0, 90, 180 or 270.",
     "camera.perspective": "The quad in the rotated frame that becomes a width x height image: corners top-left,\n"
     'bottom-left, bottom-right, top-right (the original\'s "perspective"; "height" was "hight").',
@@ -78,9 +79,9 @@ def convert(path: str | Path, transport: str | None = None) -> str:
         # the URL the transport did not pick, to switch by hand
         for kind, url in (("snapshot", urls.get("jpg")), ("rtsp", urls.get("rtsp"))):
             if url and url != cam.source:
-                notes[("camera", i)] = (
-                    f"the original also listed: source = {toml_value(url)}, kind = {toml_value(kind)}"
-                )
+                # kind only where the URL does not imply it, as for the camera itself
+                also = f", kind = {toml_value(kind)}" if infer_kind(url) != kind else ""
+                notes[("camera", i)] = f"the original also listed: source = {toml_value(url)}{also}"
     header = _HEADER.format(source=Path(path).name)
     return render_toml({"camera": cameras}, header=header, comments=KEY_COMMENTS, notes=notes) + "\n" + _TRAILER
 

@@ -74,6 +74,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             continue
         subs = sum(v for k, v in s.get("subscribers", {}).items() if k != "status")
         print(f"{cam.name:<10} {s['state']:<11} {s['fps']:>6.1f} {subs:>11}  {s.get('reconnects', 0):>10}")
+        controls = s.get("controls")
+        if isinstance(controls, dict):
+            # what the camera reports after the last (re)connect applied them, and what went wrong
+            print(f"{'':<10} controls: {controls.get('shown') or 'none applied'}")
+            for problem in [*controls.get("errors", []), *controls.get("warnings", [])]:
+                print(f"{'':<10} {problem}")
     pano = status["streams"].get(PANO)
     if pano is None and PANO in status["expected"]:
         print(f"{PANO:<10} {'no reply':<11}")

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError
 
 from zmqcam.config.messages import pydantic_lines, show_value
-from zmqcam.config.models import Point, _Model
+from zmqcam.config.models import Point, _Model, infer_kind
 from zmqcam.errors import ConfigError
 
 
@@ -75,11 +75,14 @@ def legacy_dict(data: Any, *, label: str = "<config>", transport: str | None = N
         if not source:
             problems.append(f"{label}: camera[{i}].url: {{}}: needs a 'jpg' or an 'rtsp' URL")
             continue
+        kind = "rtsp" if source == urls["rtsp"] else "snapshot"
         cameras.append(
             {
                 "name": f"cam{i}",
                 "source": source,
-                "kind": "rtsp" if source == urls["rtsp"] else "snapshot",
+                # only where the URL does not say it: a user who later edits the URL (to the MJPEG
+                # stream, say) must not keep a stale kind that no longer fits
+                "kind": None if infer_kind(source) == kind else kind,
                 "rotate": cam.rotate,
                 "perspective": {"src": cam.perspective.src, "width": cam.perspective.width, "height": height},
                 "crop": {"front": cam.concat_x.front, "back": cam.concat_x.back},

@@ -21,10 +21,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from zmqcam.config.esp32 import CONTROL_NAME_PATTERN, ESP32_KINDS, control_value, parse_warmup
 from zmqcam.config.keyfiles import key_dir_problems
 from zmqcam.config.legacy import LEGACY_NAMES, legacy_dict
 from zmqcam.config.messages import problem_line, pydantic_lines, show_value
-from zmqcam.config.models import MAX_IPC_PATH, MIN_WATCHDOG, Config, CurveConfig
+from zmqcam.config.models import MAX_IPC_PATH, MIN_WATCHDOG, CameraConfig, Config, CurveConfig
 from zmqcam.errors import ConfigError
 from zmqcam.names import is_wildcard, tcp_host
 
@@ -206,6 +207,7 @@ def _cross_checks(config: Config) -> Iterator[tuple[str, Any, str]]:
         for key, endpoint in (("endpoint", cam.endpoint), ("connect", cam.connect)):
             if endpoint is not None:
                 yield from _check_endpoint(f"{where}.{key}", config.expand(endpoint), connect=key == "connect")
+        yield from _check_esp32(where, cam)
     if config.stitch.cameras is not None:
         for j, name in enumerate(config.stitch.cameras):
             if name not in names:
@@ -233,6 +235,29 @@ def _cross_checks(config: Config) -> Iterator[tuple[str, Any, str]]:
         yield "http.basic_user", config.http.basic_user, "basic_user and basic_password go together"
     if (config.http.tls_cert is None) != (config.http.tls_key is None):
         yield "http.tls_cert", config.http.tls_cert, "tls_cert and tls_key go together"
+
+
+def _check_esp32(where: str, cam: CameraConfig) -> Iterator[tuple[str, Any, str]]:
+    """``controls`` (only for an ESP32's HTTP sources, values the firmware takes) and ``warmup``."""
+    if cam.controls and cam.source_kind not in ESP32_KINDS:
+        yield (
+            f"{where}.controls",
+            cam.controls,
+            f"only for an ESP32-CAM over HTTP (kind {' or '.join(ESP32_KINDS)}), not {cam.source_kind}",
+        )
+    for name, value in cam.controls.items():
+        if not CONTROL_NAME_PATTERN.match(name):
+            yield f"{where}.controls", name, "not a firmware variable name (lower-case letters, digits, _)"
+            continue
+        try:
+            control_value(name, value)
+        except ValueError as exc:
+            yield f"{where}.controls.{name}", value, str(exc)
+    if cam.warmup is not None:
+        try:
+            parse_warmup(cam.warmup)
+        except ValueError as exc:
+            yield f"{where}.warmup", cam.warmup, str(exc)
 
 
 def _check_overlaps(config: Config) -> Iterator[tuple[str, Any, str]]:

@@ -12,10 +12,11 @@ import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from zmqcam.config.esp32 import DEFAULT_ESP32_WARMUP, ESP32_KINDS, Warmup, control_value, parse_warmup
 from zmqcam.names import PANO, STREAM_NAME_PATTERN, connect_endpoint
 
 #: the kernel limit on a unix socket path (sun_path is 108 bytes including the NUL)
@@ -88,6 +89,13 @@ class CameraConfig(_Model):
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
     #: file sources: start over at the end
     loop: bool = True
+    #: ESP32-CAM sensor settings, the CameraWebServer firmware's ``/control`` variables (``framesize``
+    #: also by name, "VGA"), applied on every (re)connect before frames are published; see ``zmqcam.config.esp32``
+    #: (values checked by the loader, one line per problem, rather than by pydantic's union messages)
+    controls: dict[str, Any] = {}
+    #: frames held back after each (re)connect while the sensor settles: seconds, or "N frames";
+    #: None: ``DEFAULT_ESP32_WARMUP`` for an ESP32 (snapshot, mjpeg), 0 for the others
+    warmup: Any = None
 
     @property
     def source_kind(self) -> str:
@@ -95,6 +103,19 @@ class CameraConfig(_Model):
         if self.kind is not None:
             return self.kind
         return infer_kind(self.source)
+
+    @property
+    def warmup_period(self) -> Warmup:
+        """The warm-up after each (re)connect (the config's, else the kind's default). The loader has
+        checked ``warmup``, so this does not fail for a loaded config."""
+        if self.warmup is None:
+            return Warmup(seconds=DEFAULT_ESP32_WARMUP if self.source_kind in ESP32_KINDS else 0.0)
+        return parse_warmup(self.warmup)
+
+    @property
+    def control_values(self) -> dict[str, int]:
+        """``controls`` as the firmware takes them (a framesize name made its index), in config order."""
+        return {name: control_value(name, value) for name, value in self.controls.items()}
 
     @property
     def geometry(self) -> Perspective:
@@ -157,6 +178,8 @@ class HttpConfig(_Model):
     token: str | None = None
     basic_user: str | None = None
     basic_password: str | None = None
+    #: a bearer token for GET /metrics alone (Prometheus scrapers), besides ``token``/basic credentials
+    metrics_token: str | None = None
     #: serve https with this PEM certificate (chain) and private key; both or neither. Relative to the
     #: config file's directory; made absolute and loaded once when the config is loaded
     tls_cert: str | None = None

@@ -4,6 +4,10 @@ pace) and hands the products someone wants to the grabber's main thread over an 
 It makes only what is wanted: the camera's own JPEG for ``<cam> jpeg``, decoded BGR for ``<cam> raw``
 (decoded only while ``raw`` has subscribers). A blocking camera read here never stalls the main
 thread's subscription handling, idle timer or shutdown (``zmqcam.grabber.grabber``).
+
+After each (re)connect the camera's warm-up (``camera[].warmup``) holds back its first frames, counted
+in ``warmup_frames``, while its state is "warming up": an ESP32's first frames are stale buffers or
+still settling exposure. What the source applied of an ESP32's ``controls`` goes into status.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ import numpy as np
 import simplejpeg
 import zmq
 
-from zmqcam.bus.status import ASLEEP, BUSY, CONNECTING, ENDED, LIVE, LOST
+from zmqcam.bus.status import ASLEEP, BUSY, CONNECTING, ENDED, LIVE, LOST, WARMING_UP
 from zmqcam.config import CameraConfig
 from zmqcam.errors import CorruptFrame, SourceBusy, SourceEnded, SourceError, SourceTimeout
 from zmqcam.sources import Source, SourceFrame, create_source
+from zmqcam.sources.esp32 import Esp32Settings
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +75,7 @@ class Counters:
         self.rate_dropped = 0  # frames that arrived faster than the fps cap
         self.decoded = 0  # JPEG -> BGR decodes (only while someone wants raw)
         self.encoded = 0  # BGR -> JPEG encodes (only while someone wants jpeg)
+        self.warmup_frames = 0  # frames held back after a (re)connect (camera[].warmup)
         self.last_error = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -114,6 +120,8 @@ class Capture(threading.Thread):
         self.width = 0
         self.height = 0
         self.last_frame_mono = 0.0
+        #: the ESP32 controls the last connection applied (ControlsReport.as_status), None without any
+        self.controls: dict[str, Any] | None = None
         # set by the main thread; read here (plain attribute reads are atomic under the GIL)
         self.wanted = False
         self.want_jpeg = False
@@ -185,12 +193,19 @@ class Capture(threading.Thread):
             self.call = Call(OPEN, time.monotonic(), call_limit(cam.connect_timeout))
             try:
                 source.open(cam.connect_timeout)
+                self._note_controls(source)
             finally:
                 self.call = None
-            self.state = LIVE
             live_since = time.monotonic()
-            log.info("%s: connected (%s)", cam.name, source.describe())
-            self._stream(source, out)
+            warmup = cam.warmup_period
+            self.state = LIVE if warmup.none else WARMING_UP
+            log.info(
+                "%s: connected (%s)%s",
+                cam.name,
+                source.describe(),
+                "" if warmup.none else f"; warming up for {warmup.describe()}",
+            )
+            self._stream(source, out, live_since)
         except SourceEnded as exc:
             if self.wanted and not self.stopping:
                 self._ended(source, exc)
@@ -207,6 +222,7 @@ class Capture(threading.Thread):
     def _lost(self, source: Source, exc: Exception, live_since: float) -> None:
         """Count a failed connection, release the camera and wait out the backoff."""
         cam = self.camera
+        self._note_controls(source)  # applied before the failure, which is the newer error
         expected = isinstance(exc, SourceError)
         if isinstance(exc, SourceTimeout):
             self.counters.timeouts += 1
@@ -233,6 +249,21 @@ class Capture(threading.Thread):
         while self.wanted and not self.stopping:
             self._sleep(1.0)
 
+    def _note_controls(self, source: Source) -> None:
+        """Take what applying the camera's controls did (``zmqcam.sources.esp32``) into status; its
+        problems are logged when they change, not on every reconnect of a flapping camera."""
+        report = source.controls_report if isinstance(source, Esp32Settings) else None
+        if report is None:
+            return
+        shown = report.as_status()
+        if shown != self.controls:
+            for line in report.errors + report.warnings:
+                log.warning("%s: %s", self.camera.name, line)
+            log.info("%s: controls applied: %s", self.camera.name, shown["shown"] or "none")
+        self.controls = shown
+        if report.errors:
+            self.counters.last_error = report.errors[-1]
+
     def _close(self, source: Source) -> None:
         self._source = None
         try:
@@ -240,9 +271,12 @@ class Capture(threading.Thread):
         except Exception:
             log.debug("%s: close failed", self.camera.name, exc_info=True)
 
-    def _stream(self, source: Source, out: zmq.Socket[Any]) -> None:
+    def _stream(self, source: Source, out: zmq.Socket[Any], live_since: float) -> None:
         cam = self.camera
         interval = 1.0 / cam.fps
+        warmup = cam.warmup_period
+        warming = not warmup.none
+        session_frames = 0
         # streaming sources deliver at the camera's pace: frames early for the cap are dropped, not
         # delayed (delaying would let the TCP buffer fill with old frames); polled sources wait
         polled = source.polled
@@ -264,6 +298,16 @@ class Capture(threading.Thread):
             finally:
                 self.call = None
             now = time.monotonic()
+            session_frames += 1
+            if warming:
+                # the sensor is still settling (or these are frames buffered before we came): held
+                # back, counted; the first frame after the warm-up is published
+                if session_frames <= warmup.frames or now - live_since < warmup.seconds:
+                    self.counters.warmup_frames += 1
+                    next_due = now + interval if polled else next_due
+                    continue
+                warming = False
+                self.state = LIVE
             if not source.self_paced and not polled and now < next_due - interval * 0.2:
                 self.counters.rate_dropped += 1
                 continue

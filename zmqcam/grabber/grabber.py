@@ -28,7 +28,7 @@ import numpy as np
 import zmq
 
 from zmqcam.bus import curve, protocol, sockets
-from zmqcam.bus.status import STATUS_INTERVAL, FpsMeter
+from zmqcam.bus.status import STATUS_INTERVAL, FpsMeter, process_usage
 from zmqcam.config import CameraConfig, Config
 from zmqcam.grabber.capture import OPEN, Capture
 from zmqcam.names import grabber_name
@@ -108,6 +108,9 @@ class Grabber:
             "published": dict(self.published),
             "malformed": self.malformed + self.demand.malformed,
             "uptime": round(time.monotonic() - self._started, 1),
+            "warmup": self.camera.warmup_period.describe(),
+            "controls": cap.controls,
+            "process": process_usage(),
             **cap.counters.as_dict(),
         }
 

@@ -2,4 +2,5 @@
 
 zmqcam.image.remap  stitching as one remap per camera: the maps and the panorama composer
 zmqcam.image.cards  the NO SIGNAL card of a panorama slot and the bridge's "waiting for frames" card
+zmqcam.image.resize a JPEG at another size or quality (resized snapshots)
 """

@@ -9,9 +9,14 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from zmqcam.config import infer_kind
 from zmqcam.errors import CorruptFrame, SourceBusy, SourceError, SourceTimeout
+
+if TYPE_CHECKING:
+    from zmqcam.config import CameraConfig
 
 #: a part or snapshot body larger than this is not a camera frame (an ESP32 UXGA JPEG is < 1 MiB)
 MAX_FRAME_BYTES = 8 * 1024 * 1024
@@ -126,6 +131,16 @@ def parse_http_url(url: str, default_path: str) -> HttpUrl:
         token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         auth = "Basic " + base64.b64encode(token).decode("ascii")
     return HttpUrl(parts.hostname, port, path, auth)
+
+
+def use_kind(camera: CameraConfig, kind: str) -> str:
+    """The fix for a camera whose URL serves another protocol than its kind: ``use kind = "mjpeg"``,
+    and ``or remove kind`` where the URL alone would have chosen the right one (a kind left over
+    from an earlier URL)."""
+    fix = f'use kind = "{kind}"'
+    if camera.kind is not None and infer_kind(camera.source) == kind:
+        fix += " or remove kind"
+    return fix
 
 
 def safe_url(url: str) -> str:
@@ -346,9 +361,13 @@ class HttpConnection:
             sock, self.sock = self.sock, None
         shutdown_and_close(sock)
 
-    def send_request(self, extra_headers: dict[str, str] | None = None, timeout: float = 5.0) -> None:
+    def send_request(
+        self, extra_headers: dict[str, str] | None = None, timeout: float = 5.0, path: str | None = None
+    ) -> None:
+        """GET the URL's path (or ``path``, another resource of the same server)."""
         sock = self._sock()
-        lines = [f"GET {self.url.path} HTTP/1.1", f"Host: {self.url.host_header}", "User-Agent: zmqcam"]
+        target = self.url.path if path is None else path
+        lines = [f"GET {target} HTTP/1.1", f"Host: {self.url.host_header}", "User-Agent: zmqcam"]
         if self.url.auth:
             lines.append(f"Authorization: {self.url.auth}")
         for name, value in (extra_headers or {}).items():

@@ -21,6 +21,9 @@ timing: ``capture_ns`` is the camera time mapped onto our clock by ``CameraClock
 estimated from the earliest arrivals), which keeps the camera's real frame spacing free of network
 jitter and is never later than the arrival time. Without ``X-Timestamp``, ``capture_ns`` is the
 arrival time of the frame's last byte.
+
+An ESP32's ``camera[].controls`` are applied at the start of ``open``, before the first frame is
+asked for (``zmqcam.sources.esp32``).
 """
 
 from __future__ import annotations
@@ -42,8 +45,10 @@ from zmqcam.sources._common import (
     parse_http_url,
     parse_x_timestamp,
     safe_url,
+    use_kind,
 )
 from zmqcam.sources.base import Source, SourceFrame
+from zmqcam.sources.esp32 import Esp32Settings
 
 if TYPE_CHECKING:
     from zmqcam.config import CameraConfig
@@ -307,7 +312,7 @@ class MultipartParser:
         out.append((self._headers, body))
 
 
-class MjpegSource(Source):
+class MjpegSource(Esp32Settings, Source):
     """An MJPEG-over-HTTP camera. Forwards each JPEG untouched; one TCP connection."""
 
     kind = "mjpeg"
@@ -334,6 +339,7 @@ class MjpegSource(Source):
         return f"mjpeg {safe_url(self.camera.source)}"
 
     def open(self, timeout: float) -> None:
+        self._apply_controls()  # before the stream starts, so that every frame is taken with them
         url = parse_http_url(self.camera.source, default_path="/")
         conn = HttpConnection(url)
         with self._lock:
@@ -359,8 +365,10 @@ class MjpegSource(Source):
                 raise SourceError(f"{desc}: HTTP {resp.status} {resp.reason}")
             ctype = resp.content_type
             if not ctype.lower().startswith("multipart/"):
-                hint = " (a single picture: use kind = 'snapshot')" if ctype.lower().startswith("image/") else ""
-                raise SourceError(f"{desc}: not an MJPEG stream: Content-Type {ctype or '(none)'!r}{hint}")
+                if ctype.lower().startswith("image/"):
+                    fix = use_kind(self.camera, "snapshot")
+                    raise SourceError(f"{desc}: this URL serves single pictures, not an MJPEG stream: {fix}")
+                raise SourceError(f"{desc}: not an MJPEG stream: Content-Type {ctype or '(none)'!r}")
             self.response_headers = resp.headers
             self._decoder = ChunkedDecoder() if resp.chunked else None
             self._parser = MultipartParser(boundary_from_content_type(ctype))
@@ -410,6 +418,7 @@ class MjpegSource(Source):
         self._errors.extend(parser.pop_errors())
 
     def close(self) -> None:
+        self._abort_controls()
         with self._lock:
             self._closed = True
             conn = self._conn

@@ -22,6 +22,9 @@ sockets) is reopened once, transparently, if the request got no response at all.
 ``open``; the first ``read`` returns that picture. ``capture_ns`` is when the response headers
 arrived: the firmware takes the picture just before it answers (``X-Timestamp`` is camera uptime,
 of no use for a single picture).
+
+An ESP32's ``camera[].controls`` are applied at the start of ``open``, before the first picture is
+asked for (``zmqcam.sources.esp32``).
 """
 
 from __future__ import annotations
@@ -41,8 +44,10 @@ from zmqcam.sources._common import (
     jpeg_size,
     parse_http_url,
     safe_url,
+    use_kind,
 )
 from zmqcam.sources.base import Source, SourceFrame
+from zmqcam.sources.esp32 import Esp32Settings
 
 if TYPE_CHECKING:
     from zmqcam.config import CameraConfig
@@ -70,7 +75,7 @@ def _dropped_if_reused(conn: HttpConnection, fresh: bool, desc: str) -> Iterator
         raise _Dropped(desc) from None
 
 
-class SnapshotSource(Source):
+class SnapshotSource(Esp32Settings, Source):
     kind = "snapshot"
     polled = True
 
@@ -87,6 +92,7 @@ class SnapshotSource(Source):
         return f"snapshot {safe_url(self.camera.source)}"
 
     def open(self, timeout: float) -> None:
+        self._apply_controls()  # before the first picture, so that every picture is taken with them
         url = parse_http_url(self.camera.source, default_path="/capture")
         conn = HttpConnection(url)
         with self._lock:
@@ -110,6 +116,7 @@ class SnapshotSource(Source):
         return self._fetch(conn, timeout, opening=False)
 
     def close(self) -> None:
+        self._abort_controls()
         with self._lock:
             conn = self._conn
         if conn is not None:
@@ -160,7 +167,8 @@ class SnapshotSource(Source):
         ctype = resp.content_type.split(";")[0].strip().lower()
         if ctype.startswith("multipart/"):
             conn.drop()  # a stream never ends; do not wait for it
-            raise SourceError(f"{desc}: got a stream (Content-Type {ctype!r}), not a picture: use kind = 'mjpeg'")
+            fix = use_kind(self.camera, "mjpeg")
+            raise SourceError(f"{desc}: this URL serves an MJPEG stream, not single pictures: {fix}")
         body = bytearray()
         raw_total = 0
         while True:

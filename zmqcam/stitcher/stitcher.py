@@ -33,8 +33,9 @@ import simplejpeg
 import zmq
 
 from zmqcam.bus import curve, protocol, sockets
-from zmqcam.bus.status import LIVE, NO_SIGNAL, STATUS_INTERVAL, FpsMeter
+from zmqcam.bus.status import LIVE, NO_SIGNAL, STATUS_INTERVAL, FpsMeter, process_usage
 from zmqcam.config import Config
+from zmqcam.config.esp32 import Warmup
 from zmqcam.errors import ProtocolError
 from zmqcam.image.remap import PanoramaComposer
 from zmqcam.names import PANO, STITCHER
@@ -57,6 +58,8 @@ class Slot:
 
     name: str
     fps_hint: float
+    #: the camera's warm-up after each (re)connect: its first frame comes that much later
+    warmup: Warmup = field(default_factory=Warmup)
     frame: protocol.Frame | None = None
     arrived: float = 0.0  # monotonic time the newest frame arrived
     fresh: bool = False  # a frame arrived since the last panorama
@@ -70,6 +73,13 @@ class Slot:
         if len(self.intervals) >= 3:
             return sorted(self.intervals)[len(self.intervals) // 2]
         return 1.0 / self.fps_hint
+
+    def warmup_seconds(self) -> float:
+        """The camera's warm-up in seconds (a frame count at its measured frame interval), plus the
+        interval to the first frame after it (a warm-up ends at a frame, not at its time)."""
+        if self.warmup.none:
+            return 0.0
+        return self.warmup.seconds + (self.warmup.frames + 1) * self.interval()
 
     def take(self, frame: protocol.Frame, now: float) -> None:
         if self.frame is not None and self.arrived:
@@ -91,7 +101,7 @@ class Stitcher:
         self.cfg = config.stitch
         cameras = config.stitched_cameras
         self.composer = PanoramaComposer(cameras)
-        self.slots = [Slot(c.name, c.fps) for c in cameras]
+        self.slots = [Slot(c.name, c.fps, c.warmup_period) for c in cameras]
         self.by_name = {s.name: s for s in self.slots}
         self.demand = sockets.Demand()
         self.pub = sockets.make_publisher(ctx, config.pano_endpoints, curve=curve.server_keys(config))
@@ -107,6 +117,8 @@ class Stitcher:
         self.first_fresh = 0.0  # when the oldest frame not yet in a panorama arrived
         self.counters = {"panoramas": 0, "jpeg_encoded": 0, "raw_published": 0, "malformed": 0, "unknown": 0}
         self.last_spread_ms = 0.0
+        #: time spent composing and JPEG-encoding panoramas: [count, seconds] (summaries in /metrics)
+        self.timing = {"compose_seconds": [0, 0.0], "encode_seconds": [0, 0.0]}
         self._fps = FpsMeter()
         self._last_stale: set[str] = set()
 
@@ -159,9 +171,10 @@ class Stitcher:
 
     # -- pacing
 
-    def _waking(self, now: float) -> bool:
-        """Within ``stale_after`` of the subscription: cameras that have not delivered are waking up."""
-        return now - self.subscribed_at < self.cfg.stale_after
+    def _wake_window(self, slot: Slot) -> float:
+        """How long after the subscription a camera that has not delivered is still waking up: its
+        ``stale_after``, plus its warm-up (frames it holds back after connecting)."""
+        return self.cfg.stale_after + slot.warmup_seconds()
 
     def max_wait(self) -> float:
         if self.cfg.max_wait is not None:
@@ -173,18 +186,20 @@ class Stitcher:
         if not self.subscribed_upstream:
             return None
         live = [s for s in self.slots if s.live(now, self.cfg.stale_after)]
-        if self._waking(now) and any(s.frame is None for s in self.slots):
+        waking = [self._wake_window(s) for s in self.slots if s.frame is None]
+        if waking and now - self.subscribed_at < max(waking):
             # a camera that has not delivered since the subscription is still waking up: the first
             # panorama waits for it (every arrival re-checks), and shows it missing only once it has
-            # really been silent for stale_after
-            return self.subscribed_at + self.cfg.stale_after
+            # really been silent for stale_after past its warm-up
+            return self.subscribed_at + max(waking)
         if live and all(s.fresh for s in live):
             return now
         if self.first_fresh:
             return self.first_fresh + self.max_wait()
         # nobody delivers at all: show NO SIGNAL, once the cameras had time to wake up
-        if not live and now - self.subscribed_at >= self.cfg.stale_after:
-            return max(self.last_emit + HEARTBEAT_INTERVAL, self.subscribed_at + self.cfg.stale_after)
+        woken = self.subscribed_at + max(self._wake_window(s) for s in self.slots)
+        if not live and now >= woken:
+            return max(self.last_emit + HEARTBEAT_INTERVAL, woken)
         return None
 
     def _emit(self, now: float) -> None:
@@ -212,7 +227,9 @@ class Stitcher:
             else:
                 log.info("all cameras live")
             self._last_stale = set(stale)
+        started = time.perf_counter()
         pano = self.composer.compose(images)
+        self._timed("compose_seconds", started)
         self.seq += 1
         spread = (max(captures) - min(captures)) if captures else 0
         self.last_spread_ms = spread / 1e6
@@ -220,7 +237,9 @@ class Stitcher:
         extra = {"sources": sources, "spread_ns": spread, "stale": stale}
         height, width = pano.shape[:2]
         if self.demand.wants(self.topic_jpeg):
+            started = time.perf_counter()
             jpeg = simplejpeg.encode_jpeg(pano, quality=self.cfg.jpeg_quality, colorspace="BGR", colorsubsampling="420")
+            self._timed("encode_seconds", started)
             self.counters["jpeg_encoded"] += 1
             self._send(protocol.JPEG, capture_ns, jpeg, width, height, extra)
         if self.demand.wants(self.topic_raw):
@@ -232,6 +251,11 @@ class Stitcher:
         self.last_emit = now
         self.first_fresh = 0.0
         self._fps.tick(now)
+
+    def _timed(self, what: str, started: float) -> None:
+        entry = self.timing[what]
+        entry[0] += 1
+        entry[1] += time.perf_counter() - started
 
     def _send(self, kind: str, capture_ns: int, payload: Any, width: int, height: int, extra: dict[str, Any]) -> None:
         with contextlib.suppress(zmq.Again):
@@ -257,6 +281,8 @@ class Stitcher:
             "subscribers": self.demand.snapshot(PANO),
             "upstream": self.subscribed_upstream,
             "cameras": cameras,
+            **{what: {"count": count, "sum": round(total, 6)} for what, (count, total) in self.timing.items()},
+            "process": process_usage(),
             **self.counters,
         }
 

@@ -8,9 +8,14 @@ Port P (the firmware's ``camera_httpd``, port 80 on a camera):
   with ``Content-Disposition: inline; filename=capture.jpg``, ``Access-Control-Allow-Origin: *``
   and ``X-Timestamp: <sec>.<usec>`` of the camera's uptime clock. Requests are served one at a
   time (the firmware's httpd runs handlers in one task); connections are kept alive.
-* ``/status``: JSON (``framesize``, ``quality``, ... as the firmware's status_handler).
-* ``/control?var=<name>&val=<int>``: 404 when an argument is missing, 500 for an unknown
+* ``/status``: JSON as the firmware's status_handler writes it (``xclk``, ``pixformat``, then
+  ``framesize``, ``quality``, ... ``led_intensity``; not ``vflip``, which the firmware omits).
+* ``/control?var=<name>&val=<int>``: the firmware's whole variable list
+  (``zmqcam.config.esp32.CONTROL_VARIABLES``); 404 when an argument is missing, 500 for an unknown
   variable; ``framesize`` (the esp32-camera ``framesize_t`` index, 8 = VGA) changes the size.
+  ``cam.fail_control("awb")`` makes a known variable answer 500 too, ``cam.ignore_control("aec")``
+  answers 200 and keeps the old value (a setting that does not stick); ``cam.control_requests``
+  lists every request received.
 * ``/fake/...``: fault injection for a fake running as a process (not in the firmware), see
   ``_fake_control``; ``/fake/stats`` returns the counters as JSON.
 

@@ -60,8 +60,19 @@ class FakeCamBase:
         self._stop = threading.Event()
         self._size = (int(size[0]), int(size[1]))
         self._fps = float(fps)
-        self._settings: dict[str, int] = {name: 0 for name in wire.CONTROL_VARS}
-        self._settings.update(framesize=wire.framesize_index(self._size), quality=quality, awb=1, aec=1, agc=1)
+        # the firmware's defaults (esp32-camera's sensor init): auto white balance, gain and exposure on
+        self._settings: dict[str, int] = {name: 0 for name in (*wire.CONTROL_VARS, *wire.STATUS_KEYS)}
+        self._settings.update(
+            framesize=wire.framesize_index(self._size), quality=quality, awb=1, awb_gain=1, aec=1, agc=1, aec_value=168
+        )
+        self._default_settings = dict(self._settings)  # what a reboot goes back to
+        self._default_size = self._size
+        #: variables answered HTTP 500 (as the firmware answers one it does not know)
+        self.failing_controls: set[str] = set()
+        #: variables answered 200 that do not change (as framesize does when the sensor is not in JPEG mode)
+        self.ignored_controls: set[str] = set()
+        #: every ``/control`` request, in order: (var, val) as received
+        self.control_requests: list[tuple[str, str]] = []
         self._boot = time.monotonic()
         self._seq = 0
         self._base: dict[tuple[int, int], np.ndarray] = {}

@@ -85,11 +85,29 @@ class FaultInjection(FakeCamBase):
                     self._listeners[role] = wire.listen(self.host, port)
 
     def reboot(self, seconds: float = 1.0) -> None:
-        """A power cycle: drop every connection, refuse for ``seconds``, restart the uptime clock."""
+        """A power cycle: drop every connection, refuse for ``seconds``, restart the uptime clock, and
+        forget the sensor settings made through ``/control`` (the firmware keeps them in RAM)."""
         self.refuse(seconds)
         self.drop_clients()
         with self._lock:
             self._boot = time.monotonic() + seconds
+            self._settings = dict(self._default_settings)
+            self._size = self._default_size
+
+    def fail_control(self, *names: str) -> None:
+        """Answer ``/control?var=NAME`` with HTTP 500, as a firmware that does not know NAME does."""
+        with self._lock:
+            self.failing_controls.update(names)
+
+    def ignore_control(self, *names: str) -> None:
+        """Answer ``/control?var=NAME`` with 200 but keep the value (a setting that does not stick)."""
+        with self._lock:
+            self.ignored_controls.update(names)
+
+    def settings(self) -> dict[str, int]:
+        """The sensor settings now (every variable, ``vflip`` included)."""
+        with self._lock:
+            return dict(self._settings)
 
     def _fake_control(self, action: str, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
         """Fault injection over HTTP, for a fake running as a separate process."""
@@ -114,6 +132,8 @@ class FaultInjection(FakeCamBase):
             "size": lambda: self.set_size(int(arg("w", 640)), int(arg("h", 480))),
             "fps": lambda: self.set_fps(arg("val", 15.0)),
             "clear": self.clear_faults,
+            "fail_control": lambda: self.fail_control(*query.get("var", [])),
+            "ignore_control": lambda: self.ignore_control(*query.get("var", [])),
             "stats": lambda: None,
         }
         if action not in actions:

@@ -88,21 +88,28 @@ class SnapshotPort(FaultInjection):
             return keep
 
     def _status(self) -> dict[str, Any]:
+        """status_handler's JSON: xclk, pixformat, then the sensor's settings in the firmware's order."""
         with self._lock:
             status: dict[str, Any] = {"xclk": 20, "pixformat": 4}
-            status.update(self._settings)
+            status.update({key: self._settings[key] for key in wire.STATUS_KEYS})
             return status
 
     def _control(self, conn: socket.socket, query: dict[str, list[str]]) -> bool:
+        """cmd_handler: 404 without var and val, 500 for a variable it does not know (or one a test
+        made fail), else set it and answer an empty 200."""
         if "var" not in query or "val" not in query:
             return self._send_response(conn, 404, "text/html", b"This URI does not exist")
         var = query["var"][0]
+        with self._lock:
+            self.control_requests.append((var, query["val"][0]))
         try:
             val = int(query["val"][0])
         except ValueError:
             val = 0  # the firmware's atoi()
-        if var not in wire.CONTROL_VARS:
+        if var not in wire.CONTROL_VARS or var in self.failing_controls:
             return self._send_response(conn, 500, "text/html", b"Internal Server Error")
+        if var in self.ignored_controls:
+            return self._send_response(conn, 200, "text/html", b"", {"Access-Control-Allow-Origin": "*"})
         if var == "framesize":
             if val not in wire.FRAMESIZES:
                 return self._send_response(conn, 500, "text/html", b"Internal Server Error")

@@ -7,56 +7,46 @@ from __future__ import annotations
 import contextlib
 import socket
 
+from zmqcam.config.esp32 import CONTROL_VARIABLES, FRAMESIZE_PIXELS
+
 #: the firmware's PART_BOUNDARY
 BOUNDARY = "123456789000000000000987654321"
 STREAM_CONTENT_TYPE = "multipart/x-mixed-replace;boundary=" + BOUNDARY
 STREAM_BOUNDARY = b"\r\n--" + BOUNDARY.encode() + b"\r\n"
 STREAM_PART = "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {}\r\n\r\n"
 
-#: esp32-camera framesize_t -> (width, height)
-FRAMESIZES: dict[int, tuple[int, int]] = {
-    0: (96, 96),
-    1: (160, 120),
-    2: (176, 144),
-    3: (240, 176),
-    4: (240, 240),
-    5: (320, 240),
-    6: (400, 296),
-    7: (480, 320),
-    8: (640, 480),
-    9: (800, 600),
-    10: (1024, 768),
-    11: (1280, 720),
-    12: (1280, 1024),
-    13: (1600, 1200),
-}
-
-#: the variables the firmware's cmd_handler knows (anything else: 500)
-CONTROL_VARS = (
+#: esp32-camera framesize_t -> (width, height), and the firmware's control variables (one list, the
+#: library's: zmqcam.config.esp32)
+FRAMESIZES = FRAMESIZE_PIXELS
+CONTROL_VARS = CONTROL_VARIABLES
+#: what the firmware's status_handler reports, in its order: every setting but ``vflip`` (which
+#: it does not report), plus ``sharpness`` (which cmd_handler cannot set) and ``led_intensity`` (-1
+#: on a board without the LED illuminator)
+STATUS_KEYS = (
     "framesize",
     "quality",
-    "contrast",
     "brightness",
+    "contrast",
     "saturation",
-    "gainceiling",
-    "colorbar",
+    "sharpness",
+    "special_effect",
+    "wb_mode",
     "awb",
-    "agc",
-    "aec",
-    "hmirror",
-    "vflip",
     "awb_gain",
-    "agc_gain",
-    "aec_value",
+    "aec",
     "aec2",
-    "dcw",
+    "ae_level",
+    "aec_value",
+    "agc",
+    "agc_gain",
+    "gainceiling",
     "bpc",
     "wpc",
     "raw_gma",
     "lenc",
-    "special_effect",
-    "wb_mode",
-    "ae_level",
+    "hmirror",
+    "dcw",
+    "colorbar",
     "led_intensity",
 )
 
