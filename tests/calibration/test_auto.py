@@ -5,7 +5,6 @@ same; every way it can fail says what to do in one line."""
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -15,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.helpers import psnr, shift_px
 from zmqcam.calibration.board import BoardSpec
 from zmqcam.calibration.frame import choose_frame
 from zmqcam.calibration.preview import GAP, LABEL_HEIGHT
@@ -41,20 +41,6 @@ NAMES = [c.name for c in default_cameras()]
 
 def frame_sets(scenes: Sequence[Scene], frames: int = FRAMES) -> list[dict[str, list[np.ndarray]]]:
     return [{cam.name: [scene.frame(cam.name, i) for i in range(frames)] for cam in scene.cameras} for scene in scenes]
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
-    return 10 * math.log10(255.0**2 / max(mse, 1e-12))
-
-
-def shift_px(reference: np.ndarray, moved: np.ndarray) -> float:
-    """How far ``moved`` is displaced from ``reference`` (sub-pixel phase correlation, windowed)."""
-    a = cv2.cvtColor(reference, cv2.COLOR_BGR2GRAY).astype(np.float32)
-    b = cv2.cvtColor(moved, cv2.COLOR_BGR2GRAY).astype(np.float32)
-    window = cv2.createHanningWindow((a.shape[1], a.shape[0]), cv2.CV_32F)
-    (dx, dy), _ = cv2.phaseCorrelate(a, b, window)
-    return math.hypot(dx, dy)
 
 
 def pano_from_belt(result: RigCalibration, placements: Sequence[Sequence[BoardPlacement]]) -> np.ndarray:
