@@ -11,6 +11,7 @@ Sections (the original deployment's geometry: 4 cameras 640x480 -> 2347x250, 30 
  5 idle: daemon CPU with cameras asleep (fake MJPEG ESP32-CAMs); vs the goal
  6 wake-up: new viewer -> first live panorama, cameras asleep; vs the goal (+ the camera's start)
  7 memory: peak RSS at the most viewers, and after connect/disconnect cycles; vs before the cycles
+ 8 calibrate: calibrate --auto on four cameras (seconds); vs the board detection alone
 
 Loopback only. Every process is started in its own session and stopped by its pid. Bounded: a full
 run takes about 3-4 minutes, --quick about 40 s. Nothing here asserts a goal; "goals" in the JSON
@@ -263,6 +264,12 @@ def section_bus(quick: bool) -> dict[str, Any]:
     import bench_bus
 
     return bench_bus.run(quick)
+
+
+def section_calibrate(quick: bool) -> dict[str, Any]:
+    import bench_calibrate
+
+    return bench_calibrate.run(quick)
 
 
 def section_daemon(quick: bool) -> dict[str, Any]:
@@ -598,6 +605,36 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 _f(m["after_vs_before_cycles"], 3),
             )
         )
+    c = results.get("calibrate")
+    if c:
+        frames = f"{c['cameras']} cameras x {c['frames_per_camera']} frames"
+        rows.append(
+            (
+                "8 calibrate",
+                f"calibrate --auto command s ({frames})",
+                _f(c["command_s"]),
+                _f(c["detection_s"]) + " detection alone",
+                _f(c["command_vs_detection"]),
+            )
+        )
+        rows.append(
+            (
+                "8 calibrate",
+                "calibrate_rig s, 1 placement",
+                _f(c["calibrate_s"]),
+                _f(c["detection_s"]),
+                _f(c["calibrate_vs_detection"]),
+            )
+        )
+        rows.append(
+            (
+                "8 calibrate",
+                "calibrate_rig s, 3 placements chained",
+                _f(c["chained_calibrate_s"]),
+                _f(c["chained_detection_s"]),
+                _f(c["chained_vs_detection"]),
+            )
+        )
     return rows
 
 
@@ -615,10 +652,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny sizes and durations (a smoke run)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    ap.add_argument("--only", default="stitch,bus,daemon", help="comma list of: stitch, bus, daemon (sections 3-7)")
+    ap.add_argument(
+        "--only",
+        default="stitch,bus,daemon,calibrate",
+        help="comma list of: stitch, bus, daemon (sections 3-7), calibrate",
+    )
     a = ap.parse_args(argv)
     wanted = [s.strip() for s in a.only.split(",") if s.strip()]
-    sections = {"stitch": section_stitch, "bus": section_bus, "daemon": section_daemon}
+    sections = {"stitch": section_stitch, "bus": section_bus, "daemon": section_daemon, "calibrate": section_calibrate}
     results: dict[str, Any] = {
         "quick": a.quick,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
