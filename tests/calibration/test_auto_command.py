@@ -27,16 +27,17 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import Daemon, cli, psnr, wait_for
+from tests.helpers import ROOT, Daemon, cli, psnr, wait_for
 from zmqcam.bus.status import collect_status
 from zmqcam.calibration.board import BoardSpec
 from zmqcam.calibration.frame import rotation_matrix
 from zmqcam.calibration.solve import transform
 from zmqcam.cli.main import main as cli_main
 from zmqcam.client import Subscriber
-from zmqcam.config import CameraConfig, Config, from_dict, load_config
+from zmqcam.config import CameraConfig, Config, default_config, default_config_dict, from_dict, load_config
 from zmqcam.config.toml import render_toml
 from zmqcam.image.remap import PanoramaComposer, homography
+from zmqcam.recording.format import RecordingWriter
 from zmqcam.testing.daemon import daemon_command, fake_camera_config
 from zmqcam.testing.fakecam import FakeCam
 from zmqcam.testing.scene import BoardPlacement, Scene, chain_placements, default_cameras, default_sheets
@@ -503,6 +504,43 @@ def test_user_mistakes_are_one_line(
     assert cli_main(["calibrate", "--write", "new.toml", "out.png"]) == 1
     assert capsys.readouterr().err == "--write goes with --auto\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stopped", "stopped.toml"]
+
+
+def _recording(path: Path, scene: Scene) -> None:
+    """A recording of the scene as `record` writes one (the built-in rig's config inside)."""
+    writer = RecordingWriter(path, default_config(), NAMES)
+    for i in range(PICTURES):
+        for name in NAMES:
+            t = 1_700_000_000_000_000_000 + i * 100_000_000
+            writer.write(name, scene.jpeg(name, i), i + 1, t, t, 640, 480)
+    writer.close()
+
+
+def test_write_keeps_the_original_format_and_finds_the_files_the_old_config_named(
+    single: Scene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--write from the original cameras_config.json gives a TOML config with its cameras' URLs; from
+    a TOML config whose CURVE key_dir is relative to it, a new file in another directory still names
+    the same keys."""
+    monkeypatch.chdir(tmp_path)
+    _recording(tmp_path / "rec", single)
+    legacy = ROOT / "config" / "cameras_config.json"
+    args = ["calibrate", "--auto", "--from", "rec", "--frames", FRAMES]
+    assert cli_main([*args, "-c", str(legacy), "--write", "from-json.toml"]) == 0
+    converted = load_config("from-json.toml")
+    assert [c.source for c in converted.camera] == [c.source for c in load_config(legacy).camera]
+    assert converted.camera[1].rotate == 180 and converted.camera[0].overlap
+
+    assert cli_main(["keygen", "keys"]) == 0
+    data = default_config_dict(str(tmp_path / "run"))
+    data["curve"] = {"key_dir": "keys"}
+    Path("rig.toml").write_text(render_toml(data))
+    Path("calibrated").mkdir()
+    assert cli_main([*args, "-c", "rig.toml", "--write", "calibrated/rig.toml"]) == 0
+    capsys.readouterr()
+    written = Path("calibrated/rig.toml").read_text()
+    assert 'key_dir = "../keys"' in written
+    assert load_config("calibrated/rig.toml").curve.key_dir == str(tmp_path / "keys")
 
 
 # ---------------------------------------------------------------------------------------------
