@@ -157,7 +157,7 @@ def _ask(question: str) -> bool:
 
 
 def live_detections(
-    config: Config, names: Sequence[str], board: BoardSpec, args: argparse.Namespace
+    config: Config, names: Sequence[str], board: BoardSpec, frames: int, timeout: float
 ) -> tuple[list[dict[str, list[np.ndarray]]], list[dict[str, CameraDetection]], bool]:
     """Frame sets from the running daemon, one per placement, until the placements link every camera;
     on a terminal it asks for each next placement. The sets, what was detected in them, and whether
@@ -166,7 +166,7 @@ def live_detections(
     sets: list[dict[str, list[np.ndarray]]] = []
     detections: list[dict[str, CameraDetection]] = []
     for number in range(1, PLACEMENTS_PER_CAMERA * len(names) + 1):
-        frame_set = capture_live(config, names, _frames(args.frames), args.timeout)
+        frame_set = capture_live(config, names, frames, timeout)
         sets.append(frame_set)
         detections += detect_sets([frame_set], names, board)
         print(_seen_line(number, detections[-1], names), flush=True)
@@ -287,7 +287,7 @@ def cmd_auto(args: argparse.Namespace, config: Config, config_path: str | None) 
         linked = True
         origin = ", ".join(args.recording)
     else:
-        live_sets, detections, linked = live_detections(config, names, board, args)
+        live_sets, detections, linked = live_detections(config, names, board, frames, args.timeout)
         sets = [{name: list(fs) for name, fs in s.items()} for s in live_sets]
         origin = "the running daemon"
     try:
