@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """zmqcam benchmarks, each figure beside a baseline measured in the same run.
 
-    scripts/bench [--quick] [--json PATH] [--only stitch,bus,daemon]   (or python scripts/bench.py ...)
+    scripts/bench [--quick] [--json PATH] [--only stitch,bus,daemon,calibrate]   (or python scripts/bench.py ...)
 
 The baselines need the ``bench`` extra (imagezmq, flask): ``scripts/bench`` installs it into the
 quick start's ./.venv; a Python without them skips those baselines, saying so in one line and in the
@@ -16,6 +16,7 @@ Sections (the original deployment's geometry: 4 cameras 640x480 -> 2347x250, 30 
  6 wake-up: new viewer -> first live panorama, cameras asleep; vs the goal (+ the camera's start), with
    the ESP32 cameras' default warm-up and without it (the warm-up's cost)
  7 memory: peak RSS at the most viewers, and after connect/disconnect cycles; vs before the cycles
+ 8 calibrate: calibrate --auto on four cameras (seconds); vs the board detection alone
 
 Loopback only. Every process is started in its own session and stopped by its pid. Bounded: a full
 run takes about 3-4 minutes, --quick about 40 s. Nothing here asserts a goal; "goals" in the JSON
@@ -342,6 +343,12 @@ def section_bus(quick: bool, missing: list[str]) -> dict[str, Any]:
     import bench_bus
 
     return bench_bus.run(quick, skip=missing)
+
+
+def section_calibrate(quick: bool, missing: list[str]) -> dict[str, Any]:
+    import bench_calibrate
+
+    return bench_calibrate.run(quick)
 
 
 def section_daemon(quick: bool, missing: list[str]) -> dict[str, Any]:
@@ -690,6 +697,36 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 _f(m["after_vs_before_cycles"], 3),
             )
         )
+    c = results.get("calibrate")
+    if c:
+        frames = f"{c['cameras']} cameras x {c['frames_per_camera']} frames"
+        rows.append(
+            (
+                "8 calibrate",
+                f"calibrate --auto command s ({frames})",
+                _f(c["command_s"]),
+                _f(c["detection_s"]) + " detection alone",
+                _f(c["command_vs_detection"]),
+            )
+        )
+        rows.append(
+            (
+                "8 calibrate",
+                "calibrate_rig s, 1 placement",
+                _f(c["calibrate_s"]),
+                _f(c["detection_s"]),
+                _f(c["calibrate_vs_detection"]),
+            )
+        )
+        rows.append(
+            (
+                "8 calibrate",
+                "calibrate_rig s, 3 placements chained",
+                _f(c["chained_calibrate_s"]),
+                _f(c["chained_detection_s"]),
+                _f(c["chained_vs_detection"]),
+            )
+        )
     return rows
 
 
@@ -707,10 +744,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny sizes and durations (a smoke run)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    ap.add_argument("--only", default="stitch,bus,daemon", help="comma list of: stitch, bus, daemon (sections 3-7)")
+    ap.add_argument(
+        "--only",
+        default="stitch,bus,daemon,calibrate",
+        help="comma list of: stitch, bus, daemon (sections 3-7), calibrate",
+    )
     a = ap.parse_args(argv)
     wanted = [s.strip() for s in a.only.split(",") if s.strip()]
-    sections = {"stitch": section_stitch, "bus": section_bus, "daemon": section_daemon}
+    sections = {"stitch": section_stitch, "bus": section_bus, "daemon": section_daemon, "calibrate": section_calibrate}
     results: dict[str, Any] = {
         "quick": a.quick,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},

@@ -5,7 +5,6 @@ same; every way it can fail says what to do in one line."""
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -15,10 +14,18 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.helpers import psnr, shift_px
 from zmqcam.calibration.board import BoardSpec
 from zmqcam.calibration.frame import choose_frame
 from zmqcam.calibration.preview import GAP, LABEL_HEIGHT
-from zmqcam.calibration.rig import CORNER_COLOR, RigCalibration, calibrate_config, calibrate_rig, render_calibration
+from zmqcam.calibration.rig import (
+    CORNER_COLOR,
+    RigCalibration,
+    calibrate_config,
+    calibrate_rig,
+    coverage,
+    render_calibration,
+)
 from zmqcam.calibration.solve import transform
 from zmqcam.config import Config, default_config, parse_config
 from zmqcam.config.toml import render_toml
@@ -41,20 +48,6 @@ NAMES = [c.name for c in default_cameras()]
 
 def frame_sets(scenes: Sequence[Scene], frames: int = FRAMES) -> list[dict[str, list[np.ndarray]]]:
     return [{cam.name: [scene.frame(cam.name, i) for i in range(frames)] for cam in scene.cameras} for scene in scenes]
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
-    return 10 * math.log10(255.0**2 / max(mse, 1e-12))
-
-
-def shift_px(reference: np.ndarray, moved: np.ndarray) -> float:
-    """How far ``moved`` is displaced from ``reference`` (sub-pixel phase correlation, windowed)."""
-    a = cv2.cvtColor(reference, cv2.COLOR_BGR2GRAY).astype(np.float32)
-    b = cv2.cvtColor(moved, cv2.COLOR_BGR2GRAY).astype(np.float32)
-    window = cv2.createHanningWindow((a.shape[1], a.shape[0]), cv2.CV_32F)
-    (dx, dy), _ = cv2.phaseCorrelate(a, b, window)
-    return math.hypot(dx, dy)
 
 
 def pano_from_belt(result: RigCalibration, placements: Sequence[Sequence[BoardPlacement]]) -> np.ndarray:
@@ -439,3 +432,20 @@ def test_scene_frames_are_repeatable_jpegs_with_fresh_noise() -> None:
     assert a.shape == (480, 640, 3)
     assert psnr(a, b) > 30  # the same picture, different noise
     assert psnr(a, scene.frame("cam1", 0)) < 20
+
+
+def test_coverage_says_which_cameras_are_linked_and_where_the_board_goes_next(chained: Calibrated) -> None:
+    """After each placement of one sheet, what a prompt needs: the cameras linked so far, those that
+    saw nothing usable yet, and the next pair of neighbours to lay the board across."""
+    detections = chained.result.detections
+    first = coverage(detections[:1], NAMES)
+    assert first.groups == (("cam0", "cam1"), ("cam2",), ("cam3",))
+    assert first.unseen == ("cam2", "cam3") and not first.complete
+    assert first.next_pair() == ("cam1", "cam2")
+    assert first.advice() == "lay the board where cam1 and cam2 overlap (linked so far: cam0, cam1)"
+    skipped = coverage([detections[0], detections[2]], NAMES)
+    assert skipped.groups == (("cam0", "cam1"), ("cam2", "cam3")) and skipped.unseen == ()
+    assert skipped.advice() == "lay the board where cam1 and cam2 overlap (linked so far: cam0, cam1; cam2, cam3)"
+    done = coverage(detections, NAMES)
+    assert done.complete and done.next_pair() is None and done.advice() == ""
+    assert chained.result.clearest_sets() == {"cam0": 0, "cam1": 1, "cam2": 1, "cam3": 2}

@@ -4,10 +4,12 @@ marker, every bad flag gets one line naming it, and the files print at the board
 from __future__ import annotations
 
 import re
+import shlex
 import struct
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -24,6 +26,9 @@ from zmqcam.calibration.board import (
     write_sheet,
 )
 from zmqcam.calibration.detect import detect_camera
+from zmqcam.cli.board import board_from_args
+from zmqcam.cli.main import build_parser
+from zmqcam.cli.main import main as cli_main
 from zmqcam.errors import CalibrationError
 
 
@@ -155,3 +160,55 @@ def test_write_sheet_writes_png_or_pdf_and_nothing_for_another_name(tmp_path: Pa
     with pytest.raises(CalibrationError, match="cannot write"):
         write_sheet(BoardSpec(), tmp_path / "missing" / "board.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["board.pdf", "board.png"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the command
+
+
+def test_board_command_writes_the_sheet_and_says_how_to_use_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`board OUT.png`: the sheet is the default board (every corner detected, sheet 1), and the
+    command says its physical size, that calibrate needs no board flags, and how to print the next
+    sheet; for another board, the flags it prints are exactly the ones calibrate --auto takes to find
+    that board again, and the next sheet's command carries them too."""
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["board", "board.png", "--dpi", "100"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"wrote board.png: {BoardSpec().describe()}"
+    assert "the board must measure 272 x 68 mm edge to edge (the sheet 292 x 101.2 mm at 100 dpi)" in out[1]
+    assert "no board flags needed" in out[2]
+    assert out[3].endswith("zmqcam-daemon board board-2.png --first-id 32 --dpi 100")
+    image = cv2.imread("board.png", cv2.IMREAD_GRAYSCALE)
+    view = detect_camera("sheet", [image], BoardSpec()).views[0]
+    assert (view.sheet, len(view.ids)) == (0, BoardSpec().corners)
+
+    flags = ["--squares", "10x5", "--square-mm", "25", "--dict", "5x5_100"]
+    assert cli_main(["board", "long.pdf", *flags, "--first-id", "25"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    printed = re.fullmatch(r"calibrate with these board flags: zmqcam-daemon calibrate --auto (.*) \.\.\.", out[2])
+    assert printed is not None, out
+    args = build_parser().parse_args(["calibrate", "--auto", *shlex.split(printed.group(1))])
+    assert board_from_args(args) == BoardSpec(10, 5, 25.0, dictionary="5x5_100")
+    assert out[3].endswith(f"zmqcam-daemon board long-3.pdf {' '.join(flags)} --first-id 50")
+    assert Path("long.pdf").read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["b.png", "--first-id", "5"], "--first-id 5: must be a multiple of 32"),
+        (["b.png", "--dpi", "10"], "--dpi 10: needs a whole number from 72 to 2400"),
+        (["b.jpg"], "b.jpg: the board is written as .png or .pdf"),
+        (["missing/b.png"], "missing/b.png: cannot write"),
+    ],
+)
+def test_board_command_mistakes_are_one_line_and_write_nothing(
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["board", *args]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []

@@ -6,6 +6,7 @@ tests.helpers.daemon      Daemon, cli, read_stream_parts, free_port, write_confi
 tests.helpers.cameras     camera configs with short timeouts, opened, timed, require_rtsp
 tests.helpers.bridge      the bridge on a free port and its /status
 tests.helpers.httpbridge  a bridge fed by a publisher in the test process (HTTP abuse and resources)
+tests.helpers.images      psnr, shift_px: comparing pictures
 
 Fixtures are in ``tests/conftest.py``.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from tests.helpers.cameras import CONNECT_TIMEOUT, READ_TIMEOUT, camera, opened, require_rtsp, timed
 from tests.helpers.daemon import Daemon, cli, free_port, read_stream_parts, write_config
+from tests.helpers.images import psnr, shift_px
 from tests.helpers.processes import Children, child_pids, reader_process
 from tests.helpers.waiting import IN_CI, needs, wait_for
 
@@ -33,9 +35,11 @@ __all__ = [
     "free_port",
     "needs",
     "opened",
+    "psnr",
     "read_stream_parts",
     "reader_process",
     "require_rtsp",
+    "shift_px",
     "timed",
     "wait_for",
     "write_config",

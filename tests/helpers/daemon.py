@@ -29,7 +29,10 @@ class Daemon(DaemonProcess):
 
 
 def cli(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(daemon_command(*args), capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    """``zmqcam-daemon ARGS``, its output captured; no terminal on its stdin (nothing may ask a question)."""
+    return subprocess.run(
+        daemon_command(*args), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
 
 
 def read_stream_parts(port: int, n: int, timeout: float = 30) -> list[bytes]:

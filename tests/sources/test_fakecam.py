@@ -9,12 +9,14 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
 from zmqcam.sources._common import ChunkedDecoder, jpeg_size
 from zmqcam.testing.fakecam import BOUNDARY, FakeCam
+from zmqcam.testing.scene import Scene, default_sheets
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -292,3 +294,61 @@ def test_chunked_stream_decodes(fakecam: FakeCam) -> None:
             body += decoder.feed(sock.recv(65536))
         assert body.startswith(b"\r\n--" + BOUNDARY.encode() + b"\r\n")
         assert BOUNDARY.encode() + b"--" not in body
+
+
+def test_serves_given_pictures_through_both_ports(tmp_path: Path) -> None:
+    """Guards FakeCam(source=...): the pictures a test hands it (here the rendered calibration scene)
+    are sent byte for byte, in turn, through the stream and /capture in the firmware's wire format;
+    set_source switches to others from the next frame on, a callable gets each frame's number, None
+    brings the test pattern back; and anything but JPEGs is refused at once."""
+    scene = Scene(boards=default_sheets())
+    pictures = [scene.jpeg("cam0", i) for i in range(3)]
+    with FakeCam(fps=20.0, capture_delay=0.0, source=pictures) as cam:
+        with http_get(cam.stream_port, "/stream") as sock:
+            head = recv_until(sock, b"\r\n\r\n")
+            buf = bytearray(head.partition(b"\r\n\r\n")[2])
+            sent = []
+            for _ in range(4):
+                assert read_chunk(sock, buf) == b"\r\n--" + BOUNDARY.encode() + b"\r\n"
+                assert re.fullmatch(PART_RE, read_chunk(sock, buf).decode())
+                sent.append(read_chunk(sock, buf))
+        first = pictures.index(sent[0])  # in turn, from wherever the stream joined
+        assert sent == [pictures[(first + k) % 3] for k in range(4)]
+        other = scene.jpeg("cam1", 0)
+        cam.set_source([other])
+        with requests.Session() as http:
+            assert http.get(cam.capture_url, timeout=3).content == other
+            cam.set_source(lambda seq: pictures[0] if seq % 2 else other)
+            got = {http.get(cam.capture_url, timeout=3).content for _ in range(2)}
+            assert got == {pictures[0], other}
+            cam.set_source(None)
+            pattern = http.get(cam.capture_url, timeout=3).content
+            assert pattern not in (*pictures, other) and jpeg_size(pattern) == (640, 480)
+        with pytest.raises(ValueError, match="JPEG"):
+            cam.set_source([b"not a jpeg"])
+        assert cam.errors == []
+    picture = tmp_path / "cam0.jpg"
+    picture.write_bytes(pictures[0])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zmqcam.testing.fakecam", "--port", "0", "--picture", str(picture)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("READY"), line
+        port = int(line.split()[1])
+        assert requests.get(f"http://127.0.0.1:{port}/capture", timeout=3).content == pictures[0]
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    missing = subprocess.run(
+        [sys.executable, "-m", "zmqcam.testing.fakecam", "--port", "0", "--picture", str(tmp_path / "nope.jpg")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert missing.returncode == 2 and "--picture" in missing.stderr and "Traceback" not in missing.stderr

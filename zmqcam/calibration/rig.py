@@ -1,6 +1,10 @@
 """Calibrating a rig from a printed board: frames in, the config's geometry out.
 
     result = calibrate_rig([{"cam0": [f0, f1, f2], "cam1": [...], ...}], ["cam0", "cam1", ...])
+    # or in steps, checking after each placement whether the rig is linked yet:
+    detections = detect_sets(frame_sets, names, board)
+    coverage(detections, names, board).complete      # else .advice(): where to lay the board next
+    result = calibrate_detections(detections, names, board)
     print("\\n".join(result.report_lines()))
     new_config = result.apply_to_config(config)       # or result.apply_to_data(toml_dict), result.toml_lines()
     png = render_calibration(new_config, result, frames)
@@ -30,7 +34,7 @@ import cv2
 import numpy as np
 
 from zmqcam.calibration.board import BoardSpec
-from zmqcam.calibration.detect import CameraDetection, detect_camera
+from zmqcam.calibration.detect import CameraDetection, SheetView, detect_camera
 from zmqcam.calibration.frame import CameraGeometry, PanoramaFrame, Seam, choose_frame, rotation_matrix
 from zmqcam.calibration.preview import render
 from zmqcam.calibration.solve import RANSAC_PX, Observation, PlaneSolution, reject_outliers, solve_plane
@@ -43,9 +47,13 @@ __all__ = [
     "MAX_ERROR_PX",
     "MIN_CORNERS",
     "CameraCalibration",
+    "Coverage",
     "RigCalibration",
     "calibrate_config",
+    "calibrate_detections",
     "calibrate_rig",
+    "coverage",
+    "detect_sets",
     "render_calibration",
 ]
 
@@ -125,6 +133,17 @@ class RigCalibration:
             if cam.name == name:
                 return cam
         raise KeyError(name)
+
+    def clearest_sets(self) -> dict[str, int]:
+        """Per camera, the frame set in which it saw the most corners (the first such set): the
+        frames a calibration image shows for a rig calibrated from several placements."""
+        return {
+            cam.name: max(
+                range(len(self.detections)),
+                key=lambda f: (self.detections[f][cam.name].corners if cam.name in self.detections[f] else -1, -f),
+            )
+            for cam in self.cameras
+        }
 
     def pano_from_board(self, frame_set: int, sheet: int) -> np.ndarray:
         """3x3: board mm of a sheet as it lay in ``frame_set`` -> panorama pixels."""
@@ -270,13 +289,124 @@ def calibrate_rig(
     automatic choices; ``belt_axis`` chooses how the belt direction is found (``zmqcam.calibration.frame``).
     Raises CalibrationError with one line saying what to change."""
     board = board or BoardSpec()
+    _check_options(px_per_mm, height, max_error_px, min_corners)
+    return calibrate_detections(
+        detect_sets(frame_sets, cameras, board),
+        cameras,
+        board,
+        sizes=sizes,
+        px_per_mm=px_per_mm,
+        height=height,
+        belt_axis=belt_axis,
+        min_corners=min_corners,
+        max_error_px=max_error_px,
+    )
+
+
+def detect_sets(
+    frame_sets: Sequence[Mapping[str, Frames]], cameras: Sequence[str], board: BoardSpec | None = None
+) -> list[dict[str, CameraDetection]]:
+    """The board corners each of ``cameras`` sees in each frame set (the first step of ``calibrate_rig``)."""
+    board = board or BoardSpec()
+    if not cameras:
+        raise CalibrationError("no camera to calibrate")
+    return [
+        {name: detect_camera(name, _frames(fs.get(name)), board) for name in cameras if name in fs} for fs in frame_sets
+    ]
+
+
+def _usable(view: SheetView, board: BoardSpec, min_corners: int) -> bool:
+    """Whether one camera's view of one sheet can go into the solution: enough corners, spread out."""
+    return len(view.ids) >= max(3, min_corners) and _spread_mm(view.board_mm) >= _MIN_SPREAD_SQUARES * board.square_mm
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Which cameras the placements seen so far link into one rig (``coverage``)."""
+
+    #: the cameras in the config's order
+    names: tuple[str, ...]
+    #: cameras linked to each other through sheets both saw, each group in the config's order; a
+    #: camera that sees no usable sheet is a group of its own
+    groups: tuple[tuple[str, ...], ...]
+    #: cameras with no usable view of any sheet yet
+    unseen: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        """Every camera linked to every other: the rig can be solved (the solution may still find
+        fault with what it was given)."""
+        return len(self.groups) == 1
+
+    def next_pair(self) -> tuple[str, str] | None:
+        """The first neighbours (config order) not linked yet: where the board should lie next."""
+        group = {name: k for k, members in enumerate(self.groups) for name in members}
+        return next(((a, b) for a, b in itertools.pairwise(self.names) if group[a] != group[b]), None)
+
+    def advice(self) -> str:
+        """One line: what is linked and where to lay the board next ("" when complete)."""
+        pair = self.next_pair()
+        if pair is None:
+            return ""
+        linked = [", ".join(g) for g in self.groups if len(g) > 1]
+        done = f" (linked so far: {'; '.join(linked)})" if linked else ""
+        return f"lay the board where {pair[0]} and {pair[1]} overlap{done}"
+
+
+def coverage(
+    detections: Sequence[Mapping[str, CameraDetection]],
+    cameras: Sequence[str],
+    board: BoardSpec | None = None,
+    min_corners: int = MIN_CORNERS,
+) -> Coverage:
+    """Which of ``cameras`` the detected placements link (a placement is one sheet in one frame set;
+    two cameras are linked when both see it well enough to be solved from it)."""
+    board = board or BoardSpec()
+    names = list(cameras)
+    parent = {name: name for name in names}
+
+    def root(name: str) -> str:
+        while parent[name] != name:
+            name = parent[name]
+        return name
+
+    seen: set[str] = set()
+    for per_set in detections:
+        by_sheet: dict[int, list[str]] = {}
+        for name, det in per_set.items():
+            if name not in parent:
+                continue
+            for view in det.views:
+                if _usable(view, board, min_corners):
+                    by_sheet.setdefault(view.sheet, []).append(name)
+                    seen.add(name)
+        for members in by_sheet.values():
+            for other in members[1:]:
+                parent[root(other)] = root(members[0])
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(root(name), []).append(name)
+    return Coverage(tuple(names), tuple(tuple(g) for g in groups.values()), tuple(n for n in names if n not in seen))
+
+
+def calibrate_detections(
+    detections: Sequence[Mapping[str, CameraDetection]],
+    cameras: Sequence[str],
+    board: BoardSpec | None = None,
+    *,
+    sizes: Mapping[str, tuple[int, int]] | None = None,
+    px_per_mm: float | None = None,
+    height: int | None = None,
+    belt_axis: Literal["cameras", "board"] = "cameras",
+    min_corners: int = MIN_CORNERS,
+    max_error_px: float = MAX_ERROR_PX,
+) -> RigCalibration:
+    """``calibrate_rig`` from what ``detect_sets`` found (the same options, the same errors)."""
+    board = board or BoardSpec()
     names = list(cameras)
     if not names:
         raise CalibrationError("no camera to calibrate")
     _check_options(px_per_mm, height, max_error_px, min_corners)
-    detections: list[dict[str, CameraDetection]] = []
-    for fs in frame_sets:
-        detections.append({name: detect_camera(name, _frames(fs.get(name)), board) for name in names if name in fs})
 
     frame_size: dict[str, tuple[int, int]] = {}
     for per_set in detections:
@@ -299,7 +429,7 @@ def calibrate_rig(
             size = size_of[name]
             assert size is not None
             for view in det.views:
-                spread_ok = len(view.ids) >= 3 and _spread_mm(view.board_mm) >= _MIN_SPREAD_SQUARES * board.square_mm
+                spread_ok = _usable(view, board, 3)
                 corners, markers, _ = best[name]
                 if len(view.ids) > corners or (len(view.ids) == corners and view.markers > markers):
                     best[name] = (len(view.ids), view.markers, not spread_ok)
@@ -425,15 +555,17 @@ def render_calibration(
     result: RigCalibration,
     frames: Mapping[str, np.ndarray | None],
     frame_set: int = 0,
+    frame_sets: Mapping[str, int] | None = None,
 ) -> np.ndarray:
     """The calibration image (``zmqcam.calibration.preview.render``: each frame with its quad and crop, the
     panorama under them) for ``config`` with the new geometry, with the corners detected in
     ``frame_set`` drawn on the frames of that set (``frames``: camera name -> frame) and each
-    camera's corner count and error written in its panel."""
+    camera's corner count and error written in its panel. ``frame_sets`` (camera name -> set) says
+    which set each camera's frame comes from where they differ (``RigCalibration.clearest_sets``)."""
     image, layout = render(config, frames)
-    detected = result.detections[frame_set] if frame_set < len(result.detections) else {}
     for name, x, y, _, h in layout.panels:
-        det = detected.get(name)
+        chosen = (frame_sets or {}).get(name, frame_set)
+        det = result.detections[chosen].get(name) if chosen < len(result.detections) else None
         frame = frames.get(name)
         if det is None or frame is None or name not in result.order:
             continue

@@ -1,5 +1,6 @@
 """``zmqcam-daemon calibrate [-c CONFIG] [--from RECORDING | --live] [--camera NAME --src x,y,... --crop F,B] OUT.png``:
-the calibration preview (``zmqcam.calibration.preview``) as a PNG.
+the calibration preview (``zmqcam.calibration.preview``) as a PNG. With ``--auto``, the geometry
+itself, found from a printed board (``zmqcam.cli.calibrate_auto``).
 
 Frames come from a recording (``--from DIR``, at ``--at`` seconds into it; the config defaults to the
 one the rig was recorded with) or from the running daemon (``--live``, the default). ``--camera
@@ -18,6 +19,8 @@ import cv2
 import numpy as np
 
 from zmqcam.calibration.preview import decode_frame, frames_from_recording, render
+from zmqcam.cli import calibrate_auto
+from zmqcam.cli.board import add_board_arguments
 from zmqcam.cli.common import Subparsers, add_config_arguments, load_args_config
 from zmqcam.client import Subscriber
 from zmqcam.config import Config, from_dict
@@ -39,6 +42,20 @@ def frames_live(config: Config, timeout: float) -> dict[str, np.ndarray | None]:
         for sub in subs:
             sub.close()
     return frames
+
+
+#: flags that mean something only with --auto, and their argparse names
+_AUTO_ONLY = {
+    "--write": "write",
+    "--frames": "frames",
+    "--px-per-mm": "px_per_mm",
+    "--height": "height",
+    "--max-error": "max_error",
+    "--squares": "squares",
+    "--square-mm": "square_mm",
+    "--marker-mm": "marker_mm",
+    "--dict": "dictionary",
+}
 
 
 def _numbers(text: str, count: int, option: str, meaning: str) -> list[float]:
@@ -75,29 +92,41 @@ def with_candidate(config: Config, camera: str, src: str | None, crop: str | Non
     return from_dict(data, label="calibrate")
 
 
-def _config(args: argparse.Namespace) -> Config:
-    """-c CONFIG; else the config a recording was made with; else the usual default."""
-    if args.config is None and args.recording is not None:
-        data = Recording(args.recording).config_data
+def _config(args: argparse.Namespace) -> tuple[Config, str | None]:
+    """-c CONFIG; else the config the (first) recording was made with; else the usual default. And
+    the config file's path (None: a recording's or the built-in)."""
+    if args.config is None and args.recording:
+        data = Recording(args.recording[0]).config_data
         if data is not None:
             try:
-                return from_dict(data, label=f"{args.recording} (the recorded config)")
+                return from_dict(data, label=f"{args.recording[0]} (the recorded config)"), None
             except ConfigError as exc:
                 raise ConfigError([*exc.lines, "give the config to use with -c"]) from None
-    return load_args_config(args)[0]
+    return load_args_config(args)
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    if args.auto:
+        config, path = _config(args)
+        return calibrate_auto.cmd_auto(args, config, path)
+    auto_only = [flag for flag, value in _AUTO_ONLY.items() if getattr(args, value) is not None]
+    if auto_only:
+        raise UsageError(f"{auto_only[0]} goes with --auto")
+    if args.out is None:
+        raise UsageError("calibrate needs OUT.png, the image to write (or --auto)")
+    if len(args.recording or []) > 1:
+        raise UsageError("--from: the preview shows one recording; several go with --auto")
+    recording = args.recording[0] if args.recording else None
     if Path(args.out).suffix.lower() != ".png":
         raise UsageError(f"{args.out}: the output is a PNG; name it *.png")
     if (args.src is not None or args.crop is not None) != (args.camera is not None):
         raise UsageError("--camera NAME goes with --src x1,y1,...,x4,y4 and/or --crop FRONT,BACK")
-    config = _config(args)
+    config = _config(args)[0]
     if args.camera is not None:
         config = with_candidate(config, args.camera, args.src, args.crop)
-    if args.recording is not None:
-        frames = frames_from_recording(config, args.recording, args.at)
-        origin = f"recording {args.recording}"
+    if recording is not None:
+        frames = frames_from_recording(config, recording, args.at)
+        origin = f"recording {recording}"
     else:
         frames = frames_live(config, args.timeout)
         origin = "the running daemon"
@@ -131,12 +160,25 @@ def add_command(subparsers: Subparsers) -> None:
     )
     add_config_arguments(p, config_help="config file (default: a recording's own config, else the usual one)")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--from", dest="recording", metavar="RECORDING", help="frames from a recording directory")
+    source.add_argument(
+        "--from",
+        dest="recording",
+        action="append",
+        metavar="RECORDING",
+        help="frames from a recording directory (--auto: one per placement of the board; repeat it)",
+    )
     source.add_argument("--live", action="store_true", help="frames from the running daemon (the default)")
     p.add_argument("--at", type=float, default=0.0, metavar="S", help="--from: seconds into the recording (default 0)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="--live: wait this long for frames")
     p.add_argument("--camera", metavar="NAME", help="preview other numbers for this camera (with --src/--crop)")
     p.add_argument("--src", metavar="x,y,...", help="candidate quad: x1,y1,...,x4,y4 (TL, BL, BR, TR)")
     p.add_argument("--crop", metavar="FRONT,BACK", help="candidate crop columns")
-    p.add_argument("out", metavar="OUT.png", help="the image to write")
+    calibrate_auto.add_auto_arguments(p)
+    add_board_arguments(p)
+    p.add_argument(
+        "out",
+        metavar="OUT.png",
+        nargs="?",
+        help=f"the image to write (--auto: default {calibrate_auto.DEFAULT_PNG})",
+    )
     p.set_defaults(func=cmd_calibrate)

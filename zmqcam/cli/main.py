@@ -2,7 +2,7 @@
 
 Every error a user can cause prints one line on stderr (one per problem for a config) and exits
 non-zero, without a traceback: ``dispatch`` turns ``ConfigError``, ``StartError``,
-``RecordingError`` and ``UsageError`` into that; the commands just raise them.
+``RecordingError``, ``CalibrationError`` and ``UsageError`` into that; the commands just raise them.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from zmqcam.cli import calibrate, check_config, import_config, keygen, record, reload, start, status, stop
-from zmqcam.errors import ConfigError, NotRunning, RecordingError, StartError, UsageError
+from zmqcam.cli import board, calibrate, check_config, import_config, keygen, record, reload, start, status, stop
+from zmqcam.errors import CalibrationError, ConfigError, NotRunning, RecordingError, StartError, UsageError
 from zmqcam.names import ALL_PARTS, PARTS
 
 #: every command, in the order ``--help`` lists them; each module has ``add_command(subparsers)``
-COMMANDS = (start, stop, status, reload, check_config, keygen, record, calibrate, import_config)
+COMMANDS = (start, stop, status, reload, check_config, keygen, record, board, calibrate, import_config)
 
 EXIT_USAGE = 1
 #: LSB: "program is not running"
@@ -55,7 +55,7 @@ def dispatch(args: argparse.Namespace) -> int:
     except StartError as exc:
         print(f"zmqcam-daemon: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (RecordingError, UsageError) as exc:
+    except (RecordingError, CalibrationError, UsageError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

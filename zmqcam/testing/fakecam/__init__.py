@@ -32,7 +32,10 @@ then per frame three HTTP chunks (``httpd_resp_send_chunk``): ``\\r\\n--<boundar
 and the JPEG; never a closing boundary. Like the firmware it serves one stream client: a second
 one is accepted and left waiting, without a byte of response, until the first one leaves.
 
-Frames: a moving test picture with a frame counter, JPEG-encoded at the configured size and fps.
+Frames: a moving test picture with a frame counter, JPEG-encoded at the configured size and fps;
+or given pictures (``FakeCam(source=...)``, ``set_source``): a list of JPEGs served in turn, or a
+callable that returns the JPEG of each frame number, e.g. a rendered scene
+(``zmqcam.testing.scene.Scene.jpegs``), sent through the same wire format at the same fps.
 
 Use in tests (a thread in the test process)::
 
@@ -42,10 +45,11 @@ Use in tests (a thread in the test process)::
         cam.corrupt_next(); cam.truncate_next(); cam.drop_next()   # next frame(s), any client
         cam.set_size(320, 240); cam.drop_clients(); cam.refuse(2.0); cam.accept_again()
         cam.wait_until(lambda: cam.active_stream_clients == 0)
+        cam.set_source([jpeg0, jpeg1])   # serve these pictures in turn (None: the test pattern again)
 
 ``SilentServer`` is a port that accepts connections and never answers (a camera hung at boot).
 
-As a process: ``python -m zmqcam.testing.fakecam --port 8080`` (stream on 8081); it prints
+As a process: ``python -m zmqcam.testing.fakecam --port 8080 [--picture a.jpg ...]`` (stream on 8081); it prints
 ``READY <port> <stream_port>`` once listening and stops on SIGTERM/SIGINT.
 
 The package: ``wire`` (the firmware's bytes and the socket plumbing), ``base`` (state, frames,
@@ -54,9 +58,10 @@ threads, HTTP plumbing), ``faults`` (fault injection), ``snapshot_port`` (port P
 (``SilentServer``), ``command`` (the process).
 """
 
+from zmqcam.testing.fakecam.base import FrameSource
 from zmqcam.testing.fakecam.camera import FakeCam
 from zmqcam.testing.fakecam.command import main
 from zmqcam.testing.fakecam.silent import SilentServer
 from zmqcam.testing.fakecam.wire import BOUNDARY, FRAMESIZES
 
-__all__ = ["BOUNDARY", "FRAMESIZES", "FakeCam", "SilentServer", "main"]
+__all__ = ["BOUNDARY", "FRAMESIZES", "FakeCam", "FrameSource", "SilentServer", "main"]

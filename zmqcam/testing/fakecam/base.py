@@ -9,14 +9,18 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias
 
 import cv2
 import numpy as np
 import simplejpeg
 
 from zmqcam.testing.fakecam import wire
+
+#: pictures a fake serves instead of its test pattern: a callable given the frame's sequence number
+#: (1, 2, ...) that returns JPEG bytes, or a list of JPEGs served in turn (cycled)
+FrameSource: TypeAlias = Callable[[int], bytes] | Sequence[bytes]
 
 
 def damaged(jpeg: bytes, fault: str, seq: int) -> bytes:
@@ -49,6 +53,7 @@ class FakeCamBase:
         fps: float = 15.0,
         quality: int = 12,
         capture_delay: float = 0.15,
+        source: FrameSource | None = None,
     ) -> None:
         self.host = host
         self._want_port = port
@@ -76,6 +81,7 @@ class FakeCamBase:
         self._boot = time.monotonic()
         self._seq = 0
         self._base: dict[tuple[int, int], np.ndarray] = {}
+        self._source = self._checked_source(source)
         self._listeners: dict[str, socket.socket] = {}
         self._refuse_until = 0.0
         self._threads: list[threading.Thread] = []
@@ -143,6 +149,22 @@ class FakeCamBase:
         with self._lock:
             self._fps = float(fps)
 
+    def set_source(self, source: FrameSource | None) -> None:
+        """Serve ``source``'s pictures from the next frame on (None: the test pattern again). The
+        pictures are sent as given, whatever ``size`` says; faults still apply to them."""
+        checked = self._checked_source(source)
+        with self._lock:
+            self._source = checked
+
+    @staticmethod
+    def _checked_source(source: FrameSource | None) -> FrameSource | None:
+        if source is None or callable(source):
+            return source
+        pictures = tuple(source)
+        if not pictures or not all(isinstance(p, bytes) and p[:2] == b"\xff\xd8" for p in pictures):
+            raise ValueError("a fake camera's pictures must be a non-empty list of JPEG bytes (or a callable)")
+        return pictures
+
     # -- counters ----------------------------------------------------------------------------------
 
     @property
@@ -208,13 +230,18 @@ class FakeCamBase:
         return max(5, min(95, int(100 - 1.5 * q)))
 
     def render(self) -> tuple[bytes, str]:
-        """A new frame: (JPEG, fault applied or "") and its sequence number advanced."""
+        """A new frame: (JPEG, fault applied or "") and its sequence number advanced. The frame is
+        the given source's picture for that number when there is one, else the test pattern."""
         with self._lock:
             self._seq += 1
             seq = self._seq
             width, height = self._size
             fault = self._faults.popleft() if self._faults else ""
             quality = self._jpeg_quality()
+            source = self._source
+        if source is not None:
+            picture = source(seq) if callable(source) else source[(seq - 1) % len(source)]
+            return damaged(picture, fault, seq), fault
         base = self._base.get((width, height))
         if base is None:
             base = test_pattern(width, height)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
+from pathlib import Path
 
 from zmqcam.testing.fakecam.camera import FakeCam
 
@@ -21,17 +22,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=float, default=15.0)
     parser.add_argument("--quality", type=int, default=12, help="sensor quality 0 (best) .. 63")
     parser.add_argument("--capture-delay", type=float, default=0.15)
+    parser.add_argument(
+        "--picture",
+        action="append",
+        metavar="JPEG",
+        help="serve this picture instead of the test pattern (repeat it: served in turn)",
+    )
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
-    cam = FakeCam(
-        args.host,
-        args.port,
-        stream_port=args.stream_port,
-        size=(width, height),
-        fps=args.fps,
-        quality=args.quality,
-        capture_delay=args.capture_delay,
-    )
+    pictures = None
+    if args.picture:
+        try:
+            pictures = [Path(p).read_bytes() for p in args.picture]
+        except OSError as exc:
+            parser.error(f"--picture: {exc.filename}: {exc.strerror}")
+    try:
+        cam = FakeCam(
+            args.host,
+            args.port,
+            stream_port=args.stream_port,
+            size=(width, height),
+            fps=args.fps,
+            quality=args.quality,
+            capture_delay=args.capture_delay,
+            source=pictures,
+        )
+    except ValueError as exc:
+        parser.error(f"--picture: {exc}")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
