@@ -427,6 +427,7 @@ def test_fifty_clients_and_one_that_stops_reading(rig: Rig) -> None:
             try:
                 stalled.connect(("127.0.0.1", int(rig.url.rsplit(":", 1)[1])))
                 stalled.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                stalled_at = time.monotonic()
                 queue = SendQueue(rig.port, stalled.getsockname()[1])
                 watcher = asyncio.create_task(queue.watch())
                 deadline = time.monotonic() + 20
@@ -456,6 +457,7 @@ def test_fifty_clients_and_one_that_stops_reading(rig: Rig) -> None:
                     await asyncio.sleep(0.2)
                 result["dropped_after"] = time.monotonic() - started
                 result["dropped_since_stall"] = time.monotonic() - queue.last_change
+                result["dropped_since_connect"] = time.monotonic() - stalled_at
                 result["kernel_queued"] = queue.most
                 result["dropped"] = dropped
                 assert all(not t.done() for t in tasks), "a viewer failed"
@@ -487,9 +489,10 @@ def test_fifty_clients_and_one_that_stops_reading(rig: Rig) -> None:
     grown_kib = result["rss_after"] - result["rss_before"]
     assert grown_kib < min(queued_kib / 2, 8 * 1024), f"the bridge grew {grown_kib} KiB (queueing: {queued_kib:.0f})"
     assert result["dropped"] == 1, f"{result['dropped']} viewers dropped: only the stalled one should be"
-    # the bridge's write to the stalled viewer stalled when the kernel stopped taking its bytes
-    # (its send queue stopped changing): the drop comes write_timeout after that, not before
-    assert result["dropped_since_stall"] >= WRITE_TIMEOUT - 1.0, result
+    # no write to the stalled viewer can have waited before it connected: the drop comes at least
+    # write_timeout after that (when its send queue stopped growing is printed: on a loaded
+    # machine /proc is read too late to bound the drop by it)
+    assert result["dropped_since_connect"] >= WRITE_TIMEOUT, result
     wait_idle(rig.url)
 
 
