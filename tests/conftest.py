@@ -14,10 +14,45 @@ from typing import Any
 import pytest
 import zmq
 
-from tests.helpers import Children, Daemon, needs, require_rtsp
+from tests.helpers import IN_CI, Children, Daemon, needs, require_rtsp
 from zmqcam.config import Config, default_config_dict, from_dict
 from zmqcam.testing.fakecam import FakeCam
 from zmqcam.testing.rtsp_server import RtspServer
+
+#: tests that may skip in CI, by node id prefix, each with the reason it may. CI (.ci/run) installs
+#: every system tool the suite needs and runs as root, so any other skip there hides a failure.
+ALLOWED_SKIPS_IN_CI: dict[str, str] = {}
+
+#: node ids of the tests skipped in this session
+_SKIPPED: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Note every skipped test (an expected failure, xfail, is not a skip)."""
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _SKIPPED.append(report.nodeid)
+
+
+def _hidden_failures() -> list[str]:
+    """The skipped tests that hide a failure: in CI, every one outside ALLOWED_SKIPS_IN_CI."""
+    if not IN_CI:
+        return []
+    return [nodeid for nodeid in _SKIPPED if not any(nodeid.startswith(p) for p in ALLOWED_SKIPS_IN_CI)]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    hidden = _hidden_failures()
+    if hidden:
+        terminalreporter.section("skipped in CI, and not in tests/conftest.py's ALLOWED_SKIPS_IN_CI", red=True)
+        for nodeid in hidden:
+            terminalreporter.write_line(f"SKIPPED IN CI: {nodeid}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In CI a skipped test outside ALLOWED_SKIPS_IN_CI fails the run: a skip there is a failure
+    that nobody would see."""
+    if _hidden_failures() and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import hmac
 import itertools
 import os
 import re
@@ -30,8 +32,9 @@ import requests
 import simplejpeg
 import zmq
 
-from tests.helpers import Children, needs, wait_for
+from tests.helpers import Children, bridge_status, eventually, needs, wait_for
 from tests.helpers.bridge import FPS, IDLE_TIMEOUT, build_config, get_status, start_bridge
+from tests.helpers.status import fresh
 from zmqcam.bridge import Bridge, read_announce
 from zmqcam.bus import protocol, sockets
 from zmqcam.bus.status import STATUS_DOWN_AFTER
@@ -63,6 +66,10 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
     return image.shape[1], image.shape[0]
 
 
+class StreamEnded(Exception):
+    """The bridge ended a stream (told apart from a failed assertion about its parts)."""
+
+
 class PartReader:
     """Reads a ``multipart/x-mixed-replace`` body part by part, checking the framing strictly."""
 
@@ -76,7 +83,7 @@ class PartReader:
         try:
             self._buf += next(self._chunks)
         except StopIteration:
-            raise AssertionError("the stream ended") from None
+            raise StreamEnded("the stream ended") from None
 
     def next_part(self) -> tuple[dict[str, str], bytes]:
         while b"\r\n\r\n" not in self._buf:
@@ -107,6 +114,31 @@ class PartReader:
         raise AssertionError(f"no live frame within {timeout} s")
 
 
+class SendQueue:
+    """The kernel's send queue of one TCP connection of this machine (``/proc/net/tcp``: the bytes
+    written by the server that the client has not taken), watched for when it last changed."""
+
+    def __init__(self, local_port: int, remote_port: int) -> None:
+        self._ports = (f"{local_port:04X}", f"{remote_port:04X}")
+        self.last_change = time.monotonic()
+        self.most = 0
+        self._last = -1
+
+    def size(self) -> int:
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if (fields[1].rsplit(":", 1)[1], fields[2].rsplit(":", 1)[1]) == self._ports:
+                return int(fields[4].split(":")[0], 16)
+        return 0
+
+    async def watch(self) -> None:
+        while True:
+            size = self.size()
+            if size != self._last:
+                self._last, self.last_change, self.most = size, time.monotonic(), max(self.most, size)
+            await asyncio.sleep(0.05)
+
+
 def open_stream(url: str, path: str = "/stream") -> requests.Response:
     return requests.get(url + path, stream=True, timeout=(5, 15))
 
@@ -120,6 +152,10 @@ class Rig:
     @property
     def pano_size(self) -> tuple[int, int]:
         return self.config.pano_size
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +204,10 @@ def wait_idle(url: str, timeout: float = 10.0) -> dict[str, Any]:
         interval=0.1,
         message="the bridge to be idle",
     )
+
+
+def all_asleep(status: dict[str, Any]) -> None:
+    assert all(c["state"] == "asleep" for c in status["cameras"].values()), status["cameras"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,18 +264,17 @@ def test_a_viewer_of_sleeping_cameras_gets_headers_at_once_then_wakes_them(rig: 
     idle_timeout; a new viewer gets the headers and a "waking" card at once, then live frames."""
     with open_stream(rig.url) as response:
         PartReader(response).next_live(15)
-    left = time.monotonic()
+    left, left_wall = time.monotonic(), time.time()
     wait_idle(rig.url, 5)
 
-    def asleep() -> bool:
-        cams = get_status(rig.url)["cameras"].values()
-        return all(c["state"] == "asleep" for c in cams)
-
-    wait_for(asleep, IDLE_TIMEOUT + 6, interval=0.1, message="the cameras to power down")
+    # a status from before the viewer left may still say "asleep" (from before it woke them)
+    bridge_status(rig.url, all_asleep, since=left_wall, timeout=IDLE_TIMEOUT + 10)
     slept_after = time.monotonic() - left
     assert slept_after >= IDLE_TIMEOUT * 0.9
 
-    started = time.monotonic()
+    # "at once" is an order, not a time: the headers and the card come before any live frame, that
+    # is, before the cameras woke (the benchmark measures how long waking takes)
+    started, woke_wall = time.monotonic(), time.time()
     with open_stream(rig.url) as response:
         headers_after = time.monotonic() - started
         assert response.headers["X-Zmqcam-State"] == "waking"
@@ -246,107 +285,124 @@ def test_a_viewer_of_sleeping_cameras_gets_headers_at_once_then_wakes_them(rig: 
         assert jpeg_size(body) == rig.pano_size
         reader.next_live(10)
         live_after = time.monotonic() - started
-        # grabbers publish status once a second: the bridge's view follows within that
-        wait_for(lambda: not asleep() and all(c["state"] == "live" for c in get_status(rig.url)["cameras"].values()), 3)
-    assert headers_after < 1.0 and first_part_after < 1.0
+
+        def live(status: dict[str, Any]) -> None:
+            assert all(c["state"] == "live" for c in status["cameras"].values())
+
+        bridge_status(rig.url, live, since=woke_wall)
     print(f"asleep {slept_after:.2f} s after the last viewer; new viewer: headers {headers_after * 1000:.0f} ms,")
     print(f"first (waking) part {first_part_after * 1000:.0f} ms, first live frame {live_after * 1000:.0f} ms")
 
 
 def test_fps_cap_sends_the_newest_frames_at_the_asked_rate(rig: Rig) -> None:
-    """?fps=3 gets about 3 frames a second, each the newest (skipped in between, never queued)."""
-    with open_stream(rig.url, "/stream/cam0?fps=3") as response:
+    """?fps=3 gets at most 3 frames a second, each the newest (skipped in between, never queued):
+    the frames between two parts were skipped, and none of them comes later."""
+    cap = 3
+    with open_stream(rig.url, f"/stream/cam0?fps={cap}") as response:
         reader = PartReader(response)
         reader.next_live(15)
         started = time.monotonic()
-        parts = []
-        while time.monotonic() - started < 2.0:
+        seqs = []
+        while len(seqs) < 6:
             headers, _ = reader.next_part()
-            parts.append((time.time(), float(headers["x-timestamp"]), int(headers["x-zmqcam-seq"])))
-    rate = len(parts) / (time.monotonic() - started)
-    assert 2.0 <= rate <= 4.0, f"{rate:.1f} fps"
-    assert all(now - captured < 0.5 for now, captured, _ in parts), "a capped client got stale frames"
-    seqs = [seq for _, _, seq in parts]
-    assert all(b - a >= FPS // 3 - 2 for a, b in itertools.pairwise(seqs)), seqs
+            seqs.append(int(headers["x-zmqcam-seq"]))
+        elapsed = time.monotonic() - started
+    # a cap is an upper bound, so a loaded machine can only make the rate lower (the keepalive
+    # resends the newest frame only after 2 s without one, far slower than the cap)
+    assert len(seqs) / elapsed <= cap * 1.2, f"{len(seqs) / elapsed:.1f} fps with a cap of {cap}"
+    # the newest each time: the camera's frames in between were skipped, never sent later
+    assert all(b > a for a, b in itertools.pairwise(seqs)), seqs
+    assert sum(b - a - 1 for a, b in itertools.pairwise(seqs)) >= len(seqs), f"nothing skipped at {FPS} fps: {seqs}"
 
 
 def test_status_reports_cameras_stitcher_and_clients(rig: Rig) -> None:
-    """/status merges grabber and stitcher status with the bridge's own counters."""
+    """/status merges grabber and stitcher status with the bridge's own counters: with one viewer,
+    every camera live at about its rate, read by the stitcher, the stitcher running for that one
+    viewer, and the frames sent to it counted."""
+    sent_before = wait_idle(rig.url)["http"]["frames_sent"]
     with open_stream(rig.url) as response:
         reader = PartReader(response)
         reader.next_live(15)
+        opened = time.time()
 
-        def settled() -> dict[str, Any] | None:
-            # keep reading (a viewer that stops reading is dropped after write_timeout); the grabbers
-            # measure fps over the last 2 s, which may still span a camera's wake-up. /status shows
-            # what each process last published, so wait for one that has seen this viewer's demand
-            # reach it (the stitcher subscribed to the cameras, this viewer to the panorama)
+        def settled(status: dict[str, Any]) -> None:
+            # the grabbers measure fps over the last 2 s, which may span a camera's wake-up; a
+            # status from before this viewer's demand reached every process says nothing about it
+            assert set(status) == {"version", "time", "cameras", "stitcher", "http", "subscriptions", "processes"}
+            assert status["processes"] == {}  # a bridge run without a supervisor: no process table
+            assert set(status["cameras"]) == {"cam0", "cam1"}
+            for cam in status["cameras"].values():
+                for key in (
+                    "state",
+                    "fps",
+                    "last_frame_age",
+                    "reconnects",
+                    "decode_errors",
+                    "drops",
+                    "subscribers",
+                    "http",
+                ):
+                    assert key in cam
+                assert cam["state"] == "live", cam
+                assert 0 <= cam["last_frame_age"] < 1.5, cam
+                assert FPS * 0.5 < cam["fps"] < FPS * 1.5, cam
+                assert cam["reconnects"] == 0 and cam["decode_errors"] == 0, cam
+                assert cam["subscribers"].get("raw", 0) >= 1, cam  # the stitcher
+                assert cam["subscribers"].get("status", 0) >= 1, cam  # the bridge
+            pano = status["stitcher"]
+            assert pano["state"] == "running" and pano["stale"] == [], pano
+            assert FPS * 0.5 < pano["fps"] < FPS * 1.5, pano
+            # two cameras capturing on their own clocks: their frames in one panorama are apart by
+            # less than a frame interval or two, more than nothing (a unit slip, ns for ms, fails)
+            assert isinstance(pano["spread_ms"], (int, float)) and 0 < pano["spread_ms"] < 3 * 1000 / FPS, pano
+            assert (pano["width"], pano["height"]) == rig.pano_size
+            assert pano["subscribers"].get("jpeg") == 1 and pano["http"]["clients"] == 1, pano
+            assert status["http"]["clients"] == 1 and status["http"]["streams"] == {"pano": 1}
+            assert status["subscriptions"] == ["pano jpeg"]
+            assert status["http"]["frames_sent"] - sent_before > FPS, "frames sent to this viewer not counted"
+
+        def read_on() -> dict[str, Any]:
+            # keep reading: a viewer that stops reading is dropped after write_timeout
             for _ in range(3):
                 reader.next_part()
-            s = get_status(rig.url)
-            live = all(
-                c["state"] == "live"
-                and c["fps"] > FPS * 0.5
-                and c["subscribers"].get("raw", 0) >= 1
-                and c["subscribers"].get("status", 0) >= 1
-                for c in s["cameras"].values()
-            )
-            pano = s["stitcher"]
-            running = pano["state"] == "running" and pano["fps"] > FPS * 0.5 and pano["subscribers"].get("jpeg") == 1
-            return s if live and running and s["http"]["clients"] == 1 else None
+            return get_status(rig.url)
 
-        status = wait_for(settled, 15, interval=0.0, message="live status")
-    assert set(status) == {"version", "time", "cameras", "stitcher", "http", "subscriptions", "processes"}
-    assert status["processes"] == {}  # a bridge run without a supervisor: no process table
-    assert set(status["cameras"]) == {"cam0", "cam1"}
-    for cam in status["cameras"].values():
-        for key in ("state", "fps", "last_frame_age", "reconnects", "decode_errors", "drops", "subscribers", "http"):
-            assert key in cam
-        assert 0 <= cam["last_frame_age"] < 1.5
-        assert FPS * 0.5 < cam["fps"] < FPS * 1.5
-        assert cam["reconnects"] == 0 and cam["decode_errors"] == 0
-        assert cam["subscribers"]["raw"] >= 1  # the stitcher
-        assert cam["subscribers"]["status"] >= 1  # the bridge
-    pano = status["stitcher"]
-    assert pano["state"] == "running" and pano["stale"] == []
-    assert FPS * 0.5 < pano["fps"] < FPS * 1.5
-    assert isinstance(pano["spread_ms"], (int, float)) and pano["spread_ms"] >= 0
-    assert (pano["width"], pano["height"]) == rig.pano_size
-    assert pano["subscribers"]["jpeg"] == 1 and pano["http"]["clients"] == 1
-    assert status["http"]["streams"] == {"pano": 1}
-    assert status["subscriptions"] == ["pano jpeg"]
-    assert status["http"]["frames_sent"] > FPS
+        def fresh_and_settled(status: dict[str, Any]) -> None:
+            assert fresh(status, opened), "a status from before this viewer"
+            settled(status)
+
+        eventually(read_on, fresh_and_settled, 20, interval=0.0)
 
 
 def test_snapshots_wake_the_cameras(rig: Rig) -> None:
-    """/snapshot.jpg and /snapshot/<cam>.jpg wake sleeping cameras and return a fresh frame."""
-    wait_idle(rig.url)
-    wait_for(
-        lambda: all(c["state"] == "asleep" for c in get_status(rig.url)["cameras"].values()),
-        IDLE_TIMEOUT + 6,
-        interval=0.1,
-        message="the cameras to power down",
-    )
+    """/snapshot.jpg and /snapshot/<cam>.jpg wake sleeping cameras and return a frame newer than
+    the request; a snapshot is not a viewer, so nothing stays subscribed."""
+    idle = wait_idle(rig.url)
+    idle_since = time.time()
+    bridge_status(rig.url, all_asleep, since=idle_since, timeout=IDLE_TIMEOUT + 10)
     for path, size in (("/snapshot.jpg", rig.pano_size), ("/snapshot/cam1.jpg", (640, 480))):
+        asked = time.time()
         started = time.monotonic()
-        response = requests.get(rig.url + path, timeout=10)
+        response = requests.get(rig.url + path, timeout=rig.config.http.snapshot_timeout + 10)
         took = time.monotonic() - started
         assert response.status_code == 200, response.text
         assert response.headers["Content-Type"] == "image/jpeg"
         assert jpeg_size(response.content) == size
-        assert abs(time.time() - float(response.headers["X-Timestamp"])) < 3
-        assert took < rig.config.http.snapshot_timeout
+        # never older than its request (X-Timestamp has microseconds; the clocks are the same)
+        assert float(response.headers["X-Timestamp"]) >= asked - 1e-6, (response.headers["X-Timestamp"], asked)
         print(f"{path} from sleeping cameras in {took * 1000:.0f} ms")
-    # a snapshot is not a viewer: nothing stays subscribed
-    assert wait_idle(rig.url)["http"]["snapshots"] >= 2
+    assert wait_idle(rig.url)["http"]["snapshots"] - idle["http"]["snapshots"] == 2
 
 
 def test_fifty_clients_and_one_that_stops_reading(rig: Rig) -> None:
     """50 concurrent viewers all get (nearly) every frame; a viewer that stops reading slows nobody,
-    the bridge's memory stays flat, and the stalled viewer is dropped after write_timeout."""
-    wait_idle(rig.url)
+    the bridge holds no more for it than one part (its memory grows by less than half of what
+    queueing the parts it was offered would take), and the stalled viewer, and only it, is dropped
+    once one write has waited write_timeout, not before."""
+    dropped_before = wait_idle(rig.url)["http"]["dropped"]
     n_clients = 50
     counts = [0] * n_clients
+    part_sizes: list[int] = []
     result: dict[str, float] = {}
 
     async def read_part(content: aiohttp.StreamReader) -> bytes:
@@ -365,8 +421,10 @@ def test_fifty_clients_and_one_that_stops_reading(rig: Rig) -> None:
                 async with session.get(rig.url + "/stream") as response:
                     assert response.status == 200
                     while True:
-                        await read_part(response.content)
+                        part = await read_part(response.content)
                         counts[i] += 1
+                        if i == 0:
+                            part_sizes.append(len(part))
 
             async def status() -> dict[str, Any]:
                 async with session.get(rig.url + "/status") as response:
@@ -379,6 +437,9 @@ def test_fifty_clients_and_one_that_stops_reading(rig: Rig) -> None:
             try:
                 stalled.connect(("127.0.0.1", int(rig.url.rsplit(":", 1)[1])))
                 stalled.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                stalled_at = time.monotonic()
+                queue = SendQueue(rig.port, stalled.getsockname()[1])
+                watcher = asyncio.create_task(queue.watch())
                 deadline = time.monotonic() + 20
                 while min(counts) < 5 or (await status())["http"]["clients"] < n_clients + 1:
                     assert time.monotonic() < deadline, f"not every viewer got frames: {counts}"
@@ -400,15 +461,25 @@ def test_fifty_clients_and_one_that_stops_reading(rig: Rig) -> None:
                     cpu=(after[1] - before[1]) / elapsed,
                 )
                 # the stalled client is dropped once one write has waited write_timeout
-                deadline = time.monotonic() + WRITE_TIMEOUT + 15
-                while (await status())["http"]["dropped"] < 1:
+                deadline = time.monotonic() + WRITE_TIMEOUT + 30
+                while (dropped := (await status())["http"]["dropped"] - dropped_before) < 1:
                     assert time.monotonic() < deadline, "the stalled client was never dropped"
                     await asyncio.sleep(0.2)
                 result["dropped_after"] = time.monotonic() - started
+                result["dropped_since_stall"] = time.monotonic() - queue.last_change
+                result["dropped_since_connect"] = time.monotonic() - stalled_at
+                result["kernel_queued"] = queue.most
+                result["dropped"] = dropped
                 assert all(not t.done() for t in tasks), "a viewer failed"
+                # dropped means closed: the stalled socket, read at last, ends (EOF or reset)
+                stalled.settimeout(10)
+                with contextlib.suppress(ConnectionError):
+                    while stalled.recv(1 << 20):
+                        pass
             finally:
                 stalled.close()
-                for t in tasks:
+                watcher.cancel()
+                for t in [*tasks, watcher]:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -418,11 +489,20 @@ def test_fifty_clients_and_one_that_stops_reading(rig: Rig) -> None:
         f" bridge received {result['received']} panoramas,"
         f" slowest viewer got {result['min_got']}; bridge CPU {result['cpu'] * 100:.0f} % of a core,"
         f" RSS {result['rss_before'] / 1024:.1f} -> {result['rss_after'] / 1024:.1f} MiB;"
-        f" stalled client dropped {result['dropped_after']:.1f} s into the window"
+        f" stalled client dropped {result['dropped_after']:.1f} s into the window,"
+        f" {result['dropped_since_stall']:.1f} s after its send queue stopped at {result['kernel_queued']} bytes"
     )
     assert result["received"] >= FPS * result["elapsed"] * 0.5
     assert result["min_got"] >= result["received"] * 0.7, "a viewer was slowed down"
-    assert result["rss_after"] - result["rss_before"] < 8 * 1024, "the bridge's memory grew"
+    # queueing every part offered to the stalled viewer during the window would take this much
+    queued_kib = result["received"] * np.mean(part_sizes) / 1024
+    grown_kib = result["rss_after"] - result["rss_before"]
+    assert grown_kib < min(queued_kib / 2, 8 * 1024), f"the bridge grew {grown_kib} KiB (queueing: {queued_kib:.0f})"
+    assert result["dropped"] == 1, f"{result['dropped']} viewers dropped: only the stalled one should be"
+    # no write to the stalled viewer can have waited before it connected: the drop comes at least
+    # write_timeout after that (when its send queue stopped growing is printed: on a loaded
+    # machine /proc is read too late to bound the drop by it)
+    assert result["dropped_since_connect"] >= WRITE_TIMEOUT, result
     wait_idle(rig.url)
 
 
@@ -541,7 +621,8 @@ def test_snapshot_without_a_stitcher_is_503_after_the_timeout(lonely: tuple[Conf
         took = time.monotonic() - started
         assert response.status_code == 503
         assert response.headers["Retry-After"].isdigit()
-        assert config.http.snapshot_timeout <= took < config.http.snapshot_timeout + 2
+        # waits the whole timeout, and then answers (bounded; how much later is load, not behaviour)
+        assert config.http.snapshot_timeout <= took < config.http.snapshot_timeout + 8
     wait_idle(url)
     # a bridge that just started shows what it has not heard from yet as unknown: wait for down
     status = wait_for(
@@ -576,16 +657,22 @@ def test_a_fresh_bridge_shows_unknown_until_it_can_tell(make_config: Callable[..
 
 
 def test_a_viewer_with_nothing_upstream_gets_the_card_at_once(lonely: tuple[Config, str]) -> None:
-    """Nothing runs upstream: the viewer still gets headers and a panorama-sized "waking" card."""
+    """Nothing runs upstream: the viewer still gets headers and a panorama-sized "waking" card, at
+    once: before the keepalive would have sent it (a card sent only by the keepalive comes a whole
+    keepalive interval after the headers, as long as between two later cards)."""
     config, url = lonely
     wait_idle(url)
     started = time.monotonic()
-    with open_stream(url, "/stream?fps=2") as response:
+    with open_stream(url) as response:
         assert response.headers["X-Zmqcam-State"] == "waking"
-        headers, body = PartReader(response).next_part()
-        assert time.monotonic() - started < 1.0
+        reader = PartReader(response)
+        headers, body = reader.next_part()
+        first = time.monotonic() - started
+        reader.next_part()
+        interval = time.monotonic() - started - first
     assert headers["x-zmqcam-state"] == "waking"
     assert jpeg_size(body) == config.pano_size
+    assert first < interval / 2, f"the card came {first:.2f} s after the request, the keepalive {interval:.2f} s"
 
 
 def test_a_viewer_with_nothing_upstream_is_sent_the_card_every_keepalive(lonely: tuple[Config, str]) -> None:
@@ -634,9 +721,15 @@ def test_bad_http_requests_are_counted_and_survived(lonely: tuple[Config, str]) 
     for data in garbage:
         reply = raw_request(url, data)
         assert re.match(rb"HTTP/1\.[01] 4\d\d ", reply), reply[:80]
-    odd = ["/stream?fps=%ff", "/stream/%00", "/snapshot/..%2f..%2fetc.jpg", "/stream/" + "x" * 300, "/status?x=%zz"]
-    for path in odd:
-        assert requests.get(url + path, timeout=5).status_code in (200, 400, 404), path
+    odd = {
+        "/stream?fps=%ff": 400,
+        "/stream/%00": 404,
+        "/snapshot/..%2f..%2fetc.jpg": 404,
+        "/stream/" + "x" * 300: 404,
+        "/status?x=%zz": 200,  # /status takes no query: an unknown one is ignored
+    }
+    for path, code in odd.items():
+        assert requests.get(url + path, timeout=5).status_code == code, path
     for method in ("POST", "PUT", "DELETE", "HEAD"):
         assert requests.request(method, url + "/stream", timeout=5).status_code == 405
     status = get_status(url)
@@ -682,7 +775,42 @@ def test_access_control_by_token_or_basic_credentials(make_config: Callable[...,
     for headers in allowed:
         assert requests.get(url + "/status", headers=headers, timeout=5).status_code == 200
     assert requests.get(url + "/status?token=s3cret-token", timeout=5).status_code == 200
-    assert requests.get(url + "/status", auth=("ops", "pa:ss w0rd"), timeout=5).json()["http"]["unauthorized"] >= 33
+    unauthorized = len(denied) * 4 + 1  # every denied request above, counted
+    assert requests.get(url + "/status", auth=("ops", "pa:ss w0rd"), timeout=5).json()["http"]["unauthorized"] == (
+        unauthorized
+    )
+
+
+def test_secrets_are_compared_in_constant_time(
+    make_config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every comparison of an offered token, user or password with the configured one goes through
+    ``hmac.compare_digest`` (constant time), both of basic's even when the user is wrong, so timing
+    tells an attacker nothing. Guards against a plain ``==``, whose time grows with the matching
+    prefix."""
+    from aiohttp.test_utils import make_mocked_request
+
+    from zmqcam.bridge import auth
+
+    config = make_config(cameras=1, http={"token": "s3cret-token", "basic_user": "ops", "basic_password": "pa:ss"})
+    compared: list[tuple[bytes, bytes]] = []
+    constant_time = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return constant_time(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    basic = "Basic " + base64.b64encode(b"nobody:pa:ss").decode()
+    cases = [
+        ({"Authorization": "Bearer s3cret-tokeX"}, "/status", False, [(b"s3cret-tokeX", b"s3cret-token")]),
+        ({}, "/status?token=s3cret-token", True, [(b"s3cret-token", b"s3cret-token")]),
+        ({"Authorization": basic}, "/status", False, [(b"nobody", b"ops"), (b"pa:ss", b"pa:ss")]),
+    ]
+    for headers, path, allowed, expected in cases:
+        compared.clear()
+        assert auth.authorized(config.http, make_mocked_request("GET", path, headers=headers)) is allowed
+        assert compared == expected, (path, headers)
 
 
 def test_status_command_reads_a_bridge_behind_basic_auth(
@@ -712,7 +840,7 @@ def test_sigterm_stops_the_bridge_cleanly_with_a_viewer_connected(
         os.kill(proc.pid, signal.SIGTERM)
         proc.join(8)
         assert proc.exitcode == 0
-        with pytest.raises((AssertionError, requests.exceptions.RequestException)):
+        with pytest.raises((StreamEnded, requests.exceptions.RequestException)):
             for _ in range(100):
                 reader.next_part()
     assert read_announce(config.run_dir) is None

@@ -142,6 +142,20 @@ def test_jpeg_payload_must_look_like_jpeg() -> None:
         protocol.decode(parts)
 
 
+def test_a_cut_jpeg_is_rejected_and_padding_after_eoi_is_not() -> None:
+    """A JPEG payload cut short (no EOI at its end) is rejected: the bridge forwarded such a message
+    from a broken peer to every viewer as a broken picture. Padding after EOI, as the esp32-camera
+    driver leaves it, is the camera's own JPEG and passes."""
+    jpeg = simplejpeg.encode_jpeg(np.full((16, 16, 3), 90, np.uint8), colorspace="BGR")
+    for payload in (jpeg[: len(jpeg) // 3], jpeg[:-1], jpeg + b"\xff" + b"\x00" * 10, jpeg + b"\x00" * 5000):
+        parts = [bytes(p) for p in protocol.encode("cam0", protocol.JPEG, 1, 2, payload, 16, 16)]
+        with pytest.raises(ProtocolError, match="EOI"):
+            protocol.decode(parts)
+    for payload in (jpeg, jpeg + b"\x00" * 100, jpeg + b"\r\n"):
+        parts = [bytes(p) for p in protocol.encode("cam0", protocol.JPEG, 1, 2, payload, 16, 16)]
+        assert bytes(protocol.decode(parts).payload) == payload
+
+
 def test_status_round_trip_and_status_is_not_demand() -> None:
     """Status messages decode to dicts; a status-only subscription is not demand for frames."""
     parts = protocol.encode_status("cam0", {"state": "live", "fps": 30.0})

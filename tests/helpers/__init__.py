@@ -5,6 +5,7 @@ tests.helpers.processes   Children (spawned like the supervisor spawns), reader_
 tests.helpers.daemon      Daemon, cli, read_stream_parts, free_port, write_config
 tests.helpers.cameras     camera configs with short timeouts, opened, timed, require_rtsp
 tests.helpers.bridge      the bridge on a free port and its /status
+tests.helpers.status      status newer than an event, asserted inside the wait (bus_status, bridge_status)
 tests.helpers.httpbridge  a bridge fed by a publisher in the test process (HTTP abuse and resources)
 tests.helpers.images      psnr, shift_px: comparing pictures
 
@@ -17,6 +18,7 @@ from tests.helpers.cameras import CONNECT_TIMEOUT, READ_TIMEOUT, camera, opened,
 from tests.helpers.daemon import Daemon, cli, free_port, read_stream_parts, write_config
 from tests.helpers.images import psnr, shift_px
 from tests.helpers.processes import Children, child_pids, reader_process
+from tests.helpers.status import bridge_status, bus_status, eventually
 from tests.helpers.waiting import IN_CI, needs, wait_for
 
 #: the repository's root (config/, scripts/, README.md)
@@ -29,9 +31,12 @@ __all__ = [
     "ROOT",
     "Children",
     "Daemon",
+    "bridge_status",
+    "bus_status",
     "camera",
     "child_pids",
     "cli",
+    "eventually",
     "free_port",
     "needs",
     "opened",

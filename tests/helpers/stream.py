@@ -7,13 +7,16 @@ import time
 
 import requests
 
-__all__ = ["ReconnectingViewer", "Viewer", "connect_viewer"]
+__all__ = ["VIEWER_READ_TIMEOUT", "ReconnectingViewer", "Viewer", "connect_viewer"]
+
+#: how long a viewer waits for the next bytes before its read fails
+VIEWER_READ_TIMEOUT = 10.0
 
 
 class Viewer:
     """An HTTP viewer of one MJPEG stream of the bridge: the parts as a browser receives them."""
 
-    def __init__(self, port: int, path: str = "/stream", timeout: float = 10.0) -> None:
+    def __init__(self, port: int, path: str = "/stream", timeout: float = VIEWER_READ_TIMEOUT) -> None:
         self.response = requests.get(f"http://127.0.0.1:{port}{path}", stream=True, timeout=timeout)
         assert self.response.status_code == 200, self.response.status_code
         assert self.response.headers["Content-Type"].startswith("multipart/x-mixed-replace")

@@ -21,10 +21,10 @@ import simplejpeg
 import zmq
 
 from tests.helpers import Children, wait_for
-from zmqcam import Subscriber, sources
+from zmqcam import Subscriber
 from zmqcam.bus.status import collect_status
 from zmqcam.cli.main import main as cli_main
-from zmqcam.config import SOURCE_KINDS, Config
+from zmqcam.config import Config, load_config
 from zmqcam.config.toml import render_toml
 from zmqcam.errors import CorruptFrame, SourceError
 from zmqcam.grabber import run_grabber
@@ -35,22 +35,9 @@ from zmqcam.sources.replay import ReplaySource
 from zmqcam.sources.synthetic import SyntheticSource, scene_offsets
 from zmqcam.stitcher import run_stitcher
 
-#: subprocesses import this checkout's zmqcam, whatever the working directory
-
-
-def run_replay_grabber(config: Config, name: str) -> None:
-    """``run_grabber`` with the replay source in the registry (a no-op once zmqcam.sources lists it)."""
-    sources._REGISTRY.setdefault("replay", "zmqcam.sources.replay:ReplaySource")
-    run_grabber(config, name)
-
-
-def replay_config(config: Config, recording: Path) -> Config:
-    """``config`` with every camera replaying its recording. Built without validation, so that it works
-    before config.py lists the "replay" kind."""
-    cams = [
-        c.model_copy(update={"kind": "replay", "source": str(recording / f"{c.name}.mjpeg")}) for c in config.camera
-    ]
-    return config.model_copy(update={"camera": cams})
+#: how late a replayed frame may be delivered, and how far apart two replaying grabbers may start:
+#: a few milliseconds on an idle machine; generous, for a loaded 2-core one
+REPLAY_LAG_NS = 500_000_000
 
 
 def write_config(config: Config, path: Path) -> Path:
@@ -140,9 +127,13 @@ def test_replay_of_a_recorded_rig_stitches_to_the_same_panoramas(
         cap.release()
         assert count == len(recorded[name])
 
-    # the replay: grabbers playing the recording, a stitcher, and a second recorder on the replay
-    rconfig = replay_config(config, rec)
-    start_rig(rconfig, children, run_replay_grabber, stitcher=True)
+    # the replay: the recorder's own replay.toml, through the validator a user's start goes through;
+    # grabbers playing the recording, a stitcher, and a second recorder on the replay
+    rconfig = load_config(rec / REPLAY_CONFIG)
+    assert [(c.name, c.source_kind, c.source) for c in rconfig.camera] == [
+        (n, "replay", str((rec / f"{n}.mjpeg").resolve())) for n in names
+    ]
+    start_rig(rconfig, children, run_grabber, stitcher=True)
     ctx: zmq.Context[Any] = zmq.Context()
     panoramas = []
     stop = threading.Event()
@@ -172,11 +163,12 @@ def test_replay_of_a_recorded_rig_stitches_to_the_same_panoramas(
         # the grabber numbers replayed frames 1, 2, ...: frame s is recorded frame s-1, nothing skipped
         assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
         assert all(f == recorded[name][i % n] for i, f in enumerate(frames)), f"{name}: replayed bytes differ"
-        # timestamps: replay start + recorded offsets, exactly; delivered on that schedule
+        # timestamps: replay start + recorded offsets, exactly; delivered on that schedule, never
+        # ahead of it (how far behind on a loaded machine is a figure, not a promise)
         t0, r0 = entries[0].capture_ns, captured[name][0]
         for i, e in enumerate(entries[: n - 1]):
             assert abs((e.capture_ns - t0) - (captured[name][i] - r0)) < 1_000_000, (name, i)
-            assert 0 <= e.recv_ns - e.capture_ns < 60_000_000, (name, i, (e.recv_ns - e.capture_ns) / 1e6)
+            assert 0 <= e.recv_ns - e.capture_ns < REPLAY_LAG_NS, (name, i, (e.recv_ns - e.capture_ns) / 1e6)
     # the rig's relative timing: the cameras' first frames are as far apart as when recorded
     first = {n: Track(rec / f"{n}.mjpeg") for n in names}
     try:
@@ -186,7 +178,9 @@ def test_replay_of_a_recorded_rig_stitches_to_the_same_panoramas(
             t.close()
     with replayed.track("cam0") as t0_, replayed.track("cam1") as t1_:
         skew_replayed = t1_.entries[0].capture_ns - t0_.entries[0].capture_ns
-    assert abs(skew_replayed - skew_recorded) < 50_000_000, (skew_recorded / 1e6, skew_replayed / 1e6)
+    # each grabber starts its replay when it wakes, so the two starts differ by how soon each grabber
+    # process ran after the stitcher's subscription: milliseconds idle, more on a loaded machine
+    assert abs(skew_replayed - skew_recorded) < REPLAY_LAG_NS, (skew_recorded / 1e6, skew_replayed / 1e6)
 
     # the panoramas: each equals the recorded frames it names, decoded and stitched offline
     composer = PanoramaComposer(config.stitched_cameras)
@@ -387,7 +381,6 @@ def test_progress_redraws_in_place_only_on_a_terminal() -> None:
 # through the daemon, once the replay kind is registered
 
 
-@pytest.mark.skipif("replay" not in SOURCE_KINDS, reason='config.py does not list the "replay" kind yet')
 def test_daemon_started_with_replay_toml_serves_the_recording(
     make_config: Callable[..., Config], tmp_path: Path
 ) -> None:

@@ -70,14 +70,13 @@ import pytest
 import requests
 import simplejpeg
 
-from tests.helpers import Children, Daemon, cli, free_port, reader_process, wait_for
-from tests.helpers.stream import Viewer, connect_viewer
+from tests.helpers import Children, Daemon, bridge_status, bus_status, cli, free_port, reader_process, wait_for
+from tests.helpers.stream import VIEWER_READ_TIMEOUT, Viewer, connect_viewer
 from zmqcam import Subscriber
 from zmqcam.bus.protocol import Frame
-from zmqcam.bus.status import collect_status
 from zmqcam.config import Config, default_config_dict, from_dict, load_config
 from zmqcam.config.toml import render_toml
-from zmqcam.grabber import run_grabber
+from zmqcam.grabber import BACKOFF_CAP, run_grabber
 from zmqcam.image.remap import PanoramaComposer
 from zmqcam.testing.fakecam import FakeCam, SilentServer
 
@@ -187,8 +186,17 @@ def panoramas_until_back(sub: Subscriber, name: str, t_ns: int, timeout: float, 
     return frames
 
 
-def camera_status(config: Config, name: str) -> dict[str, Any]:
-    return collect_status(config, timeout=2.0).get(name, {})
+def camera_at(port: int) -> FakeCam:
+    """A fake camera whose snapshot port is ``port`` (an address a grabber already knows), retried
+    briefly while the port is still being released."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            return FakeCam(port=port, fps=10.0).start()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,7 +303,8 @@ def test_killed_bridge_is_restarted_and_viewers_reconnect_on_the_same_port(rig: 
             with pytest.raises((EOFError, requests.RequestException)):
                 for _ in range(100):  # parts already buffered, then the end
                     viewer.next_part()
-            assert time.monotonic() - ended < 5.0
+            # ended by the dead server, not by our read timeout (which raises the same errors)
+            assert time.monotonic() - ended < VIEWER_READ_TIMEOUT / 2
     finally:
         pano.close()
         cam.close()
@@ -310,13 +319,13 @@ def test_killed_bridge_is_restarted_and_viewers_reconnect_on_the_same_port(rig: 
         cam.close()
     # the new bridge learns the cameras' state from their next status message (one a second)
 
-    def cam0_live() -> bool:
-        status = requests.get(f"http://127.0.0.1:{rig.port}/status", timeout=5).json()
-        return bool(status["cameras"]["cam0"]["state"] == "live")
+    def cam0_live(status: dict[str, Any]) -> None:
+        assert status["cameras"]["cam0"]["state"] == "live", status["cameras"]["cam0"]
 
+    watching = time.time()
     viewer = Viewer(rig.port, "/stream/cam0")  # someone watching keeps cam0 awake meanwhile
     try:
-        wait_for(cam0_live, 5, interval=0.2, message="cam0 live in the new bridge's /status")
+        bridge_status(f"http://127.0.0.1:{rig.port}", cam0_live, since=watching)
     finally:
         viewer.close()
 
@@ -327,22 +336,23 @@ def test_sigkilled_pano_subscriber_lets_the_cameras_sleep(rig: Rig) -> None:
     whole demand chain against a consumer that dies (cameras kept awake forever by a dead reader)."""
     rig.running()
     with reader_process("pano", endpoint=rig.pano) as proc:
-        wait_for(lambda: camera_status(rig.config, "cam0").get("state") == "live", 10, message="cam0 live")
-        pano = collect_status(rig.config, timeout=2.0)["pano"]
-        assert pano["subscribers"]["raw"] == 1 and pano["upstream"], pano
+
+        def read_and_live(found: dict[str, dict[str, Any]]) -> None:
+            assert found["pano"]["subscribers"]["raw"] == 1 and found["pano"]["upstream"], found["pano"]
+            assert found["cam0"]["state"] == found["cam1"]["state"] == "live", found
+
+        bus_status(rig.config, read_and_live)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(5)
         killed = time.monotonic()
 
-        def asleep() -> Any:
-            found = collect_status(rig.config, timeout=2.0)
-            states = {name: found.get(name, {}).get("state") for name in ("cam0", "cam1")}
-            released = found.get("pano", {}).get("upstream") is False
-            return released and set(states.values()) == {"asleep"} and found
+        def released_and_asleep(found: dict[str, dict[str, Any]]) -> None:
+            assert found["pano"]["upstream"] is False and found["pano"]["subscribers"]["raw"] == 0, found["pano"]
+            assert found["cam0"]["state"] == found["cam1"]["state"] == "asleep", found
 
-        found = wait_for(asleep, IDLE_TIMEOUT + 8, interval=0.2, message="both cameras asleep")
-        assert found["pano"]["subscribers"]["raw"] == 0, found["pano"]
-        assert time.monotonic() - killed < IDLE_TIMEOUT + 8
+        bus_status(rig.config, released_and_asleep, timeout=IDLE_TIMEOUT + 15)
+        # asleep because the dead reader counted as gone: idle_timeout after the kill, not before
+        assert time.monotonic() - killed >= IDLE_TIMEOUT * 0.9
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,20 +411,24 @@ def test_whole_daemon_sigkilled_restarts_over_stale_files_and_a_subscriber_recov
 
 @pytest.mark.slow
 def test_rig_with_cameras_broken_from_the_start_serves_the_rest(tmp_path: Path, fakes: Callable[..., FakeCam]) -> None:
-    """Four cameras, two of them broken from the start: cam2's port has nothing listening, cam3
-    accepts TCP and never answers; cam1 sends 320x240 where 640x480 is configured. The daemon
-    starts and serves: the panorama shows exactly the NO SIGNAL card in cam2's and cam3's slots
-    and pictures in cam0's and cam1's, cam0 and cam1 stay live in every panorama, status (bus and
-    HTTP) reports each bad camera's state and counters, and no grabber crashes. Guards start-up
-    and stitching against a camera that refuses or hangs (a daemon that waits for it, a grabber
-    that hangs or crash-loops, a panorama that stalls) and against a wrong frame size."""
+    """Four cameras, two of them broken from the start: cam2 is powered off (nothing listens on
+    its ports), cam3 accepts TCP and never answers; cam1 sends 320x240 where 640x480 is
+    configured. The daemon starts and serves: the panorama shows exactly the NO SIGNAL card in
+    cam2's and cam3's slots and pictures in cam0's and cam1's, cam0 and cam1 stay live in every
+    panorama, status (bus and HTTP) reports each bad camera's state and counters, and no grabber
+    crashes. Then cam2 is powered on and cam3 replaced by a working camera at its address: both
+    are picked up, every slot live, with no action on the daemon. Guards start-up and stitching
+    against a camera that refuses or hangs (a daemon that waits for it, a grabber that hangs,
+    crash-loops or gives up, a panorama that stalls) and against a wrong frame size."""
     good = fakes()
     small = fakes(size=(320, 240))
+    off = fakes()
+    off.refuse()  # powered off from the start: nothing listens on its ports
     with SilentServer() as silent:
         cameras = [
             {"source": good.stream_url},
             {"source": small.stream_url},
-            {"source": f"http://127.0.0.1:{free_port()}/stream"},  # nothing listens there
+            {"source": off.stream_url},
             {"source": silent.url("/capture")},  # a snapshot camera that never answers
         ]
         run_dir = tmp_path / "run"
@@ -423,6 +437,7 @@ def test_rig_with_cameras_broken_from_the_start_serves_the_rest(tmp_path: Path, 
         try:
             names = [f"grabber:cam{i}" for i in range(4)] + ["stitcher", "bridge"]
             wait_running(d, run_dir, names)
+            started = time.time()
             with Subscriber("pano", endpoint=f"ipc://{run_dir}/pano.sock") as sub:
                 expected = {"cam0": "live", "cam1": "live", "cam2": "stale", "cam3": "stale"}
 
@@ -441,25 +456,19 @@ def test_rig_with_cameras_broken_from_the_start_serves_the_rest(tmp_path: Path, 
                 later = [read_until(sub, lambda f: True, 5, "a panorama") for _ in range(10)]
                 assert all(source_states(f)["cam0"] == source_states(f)["cam1"] == "live" for f in later)
 
-                def counted() -> Any:
-                    found = collect_status(config, timeout=2.0)
-                    ok = (
-                        found.get("cam2", {}).get("reconnects", 0) >= 2
-                        and found.get("cam3", {}).get("reconnects", 0) >= 2
-                        and found.get("cam1", {}).get("state") == "live"
-                    )
-                    return ok and found
+                def counted(found: dict[str, dict[str, Any]]) -> None:
+                    assert found["cam2"]["reconnects"] >= 2 and found["cam3"]["reconnects"] >= 2, found
+                    assert found["cam0"]["state"] == found["cam1"]["state"] == "live", found
 
-                found = wait_for(counted, 15, interval=0.2, message="bad cameras counted in status")
+                found = bus_status(config, counted)
 
-                def shown_by_the_bridge() -> Any:
-                    # the bridge shows what each grabber last published: wait until that is as current
-                    status = requests.get(f"http://127.0.0.1:{config.http.port}/status", timeout=5).json()
+                def shown_by_the_bridge(status: dict[str, Any]) -> None:
                     cams = status["cameras"]
-                    ok = cams["cam0"]["state"] == "live" and all(cams[n]["reconnects"] >= 2 for n in ("cam2", "cam3"))
-                    return ok and status
+                    assert cams["cam0"]["state"] == "live", cams
+                    assert all(cams[n]["reconnects"] >= 2 for n in ("cam2", "cam3")), cams
 
-                http = wait_for(shown_by_the_bridge, 15, interval=0.2, message="the bridge's view of the cameras")
+                # the bridge shows what each grabber last published: one newer than the rig's start
+                http = bridge_status(f"http://127.0.0.1:{config.http.port}", shown_by_the_bridge, since=started)
                 shown = cli("status", "-c", str(tmp_path / "z.toml"), cwd=tmp_path)
             refused, hung, small_status = found["cam2"], found["cam3"], found["cam1"]
             assert refused["state"] in ("lost", "connecting") and refused["frames"] == 0, refused
@@ -486,6 +495,21 @@ def test_rig_with_cameras_broken_from_the_start_serves_the_rest(tmp_path: Path, 
                 viewer.close()
             table = children(d, run_dir)
             assert all(table[n]["restarts"] == 0 for n in names), table
+
+            # and the camera is picked up when it returns: cam2 powered on, cam3's address answered
+            # by a working camera (the hung one power-cycled)
+            off.accept_again()
+            silent.stop()
+            revived = camera_at(silent.port)
+            try:
+                with Subscriber("pano", endpoint=f"ipc://{run_dir}/pano.sock") as sub:
+                    # reconnects back off to at most BACKOFF_CAP: the next attempt is within that
+                    read_until(sub, all_live, BACKOFF_CAP + 15, "cam2 and cam3 picked up: every slot live")
+                assert revived.captures_sent > 0
+            finally:
+                revived.stop()
+            assert not revived.errors, revived.errors
+            assert all(entry["restarts"] == 0 for entry in children(d, run_dir).values())
         finally:
             _, err = d.terminate()
         assert d.proc.returncode == 0 and "Traceback" not in err, err
@@ -563,8 +587,12 @@ def test_flapping_camera_never_disturbs_the_rest_and_is_live_once_it_settles(
             assert len(frames) >= 30, f"{len(frames)} panoramas in 6 s of flapping"
             assert all(source_states(f)["cam1"] == "live" for f in frames), [source_states(f) for f in frames]
             assert any(source_states(f)["cam0"] != "live" for f in frames), "cam0 never went down: no flapping?"
-            flapped = camera_status(config, "cam0")
-            assert 2 <= flapped["reconnects"] <= 12, f"{flapped['reconnects']} reconnects in 6 s of flapping"
+
+            def backed_off(found: dict[str, dict[str, Any]]) -> None:
+                reconnects = found["cam0"]["reconnects"]
+                assert 2 <= reconnects <= 12, f"{reconnects} reconnects in 6 s of flapping"
+
+            bus_status(config, backed_off, streams=["cam0"])
             # settled: live again within the backoff it reached (a few seconds, far below the cap)
             read_until(sub, all_live, 20, "cam0 live again once it stopped flapping")
         entry = children(d, run_dir)["grabber:cam0"]
@@ -603,17 +631,26 @@ def test_file_camera_without_loop_ends_instead_of_reconnecting(
         stitch={"enabled": False},  # a grabber alone: status need not wait for a stitcher's
     )
     children.start(run_grabber, config, "cam0")
-    wait_for(lambda: camera_status(config, "cam0"), 20, message="grabber status")
+    bus_status(config, lambda found: found["cam0"], timeout=20, streams=["cam0"])
     for session in (1, 2):
         with Subscriber("cam0", config=config) as sub:
             read_until(sub, lambda f: True, 15, "a frame of the file")
-            ended = wait_for(
-                lambda: (s := camera_status(config, "cam0")).get("state") == "ended" and s, 10, message="ended"
-            )
-            assert ended["frames"] == 8 * session and ended["reconnects"] == 0, ended
+
+            def ended(found: dict[str, dict[str, Any]], session: int = session) -> None:
+                assert found["cam0"]["state"] == "ended", found
+                assert found["cam0"]["frames"] == 8 * session and found["cam0"]["reconnects"] == 0, found
+
+            bus_status(config, ended, streams=["cam0"])
             sub.read(timeout=0.2)  # the file's last frame, if not read yet
             # longer than the first backoff (0.5 s): a lost camera would have played the file again
             assert sub.read(timeout=1.0) == (False, None)
-            still = camera_status(config, "cam0")
-            assert still["state"] == "ended" and still["frames"] == 8 * session, still
-        wait_for(lambda: camera_status(config, "cam0").get("state") == "asleep", 5, message="asleep")
+
+            def still_ended(found: dict[str, dict[str, Any]], session: int = session) -> None:
+                assert found["cam0"]["state"] == "ended" and found["cam0"]["frames"] == 8 * session, found
+
+            bus_status(config, still_ended, streams=["cam0"])
+
+        def asleep(found: dict[str, dict[str, Any]]) -> None:
+            assert found["cam0"]["state"] == "asleep", found
+
+        bus_status(config, asleep, streams=["cam0"])

@@ -9,6 +9,7 @@ deadline is 2 s (10 s by default) so that the slow-client tests finish quickly.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +19,7 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import wait_for
+from tests.helpers import ROOT, eventually, wait_for
 from tests.helpers.httpbridge import FedBridge, Viewer, fed_bridge, http_status_code, raw_exchange, status_http
 from zmqcam.bridge.listener import SPARE_CONNECTIONS
 
@@ -92,9 +93,11 @@ def test_malformed_requests_get_400_and_are_counted(bridge: FedBridge, viewer: V
     """Malformed request lines and headers, smuggling attempts and oversized heads (URL, header,
     header count) get a 4xx on their own connection, are counted in /status, and never disturb a
     viewer; guards against the parser's exceptions turning into 500s, tracebacks or a dead bridge."""
+    frames = viewer.frames
     assert_4xx_and_counted(bridge, MALFORMED)
+    # the viewer was served meanwhile: it got frames while the bad requests were answered
+    assert viewer.frames > frames, "the viewer got no frame while bad requests were answered"
     viewer.check()
-    assert viewer.longest_gap < 2.0, f"the viewer stalled for {viewer.longest_gap:.1f} s"
 
 
 TRAVERSALS = [
@@ -178,9 +181,26 @@ def test_any_path_and_query_is_answered_without_a_server_error(bridge: FedBridge
         assert status is not None and status < 500, (prefix + target, reply[:120])
 
 
-def test_no_server_error_was_ever_counted(bridge: FedBridge) -> None:
-    """After everything above (run in order in this module), /status has counted no 500."""
-    assert "500" not in status_http(bridge.url)["responses"]
+def test_every_kind_of_bad_request_is_a_counted_4xx_and_never_a_500(bridge: FedBridge) -> None:
+    """Every bad request of this module, sent here one after another on the same bridge (so the
+    test stands alone): each gets a 4xx, /status counts exactly that many more 4xx responses, and
+    no 500 was ever counted."""
+    cases = [
+        *MALFORMED.values(),
+        *(request(path) for path in TRAVERSALS),
+        *(request(path.encode(), b"Connection: close") for path in UNKNOWN),
+        *(request(f"/stream?fps={value}".encode(), b"Connection: close") for value in BAD_FPS if "%" not in value),
+    ]
+    before = status_http(bridge.url)["responses"]
+    codes = [http_status_code(raw_exchange(bridge.port, data)) for data in cases]
+    assert all(code is not None and 400 <= code < 500 for code in codes), codes
+
+    def counted(http: dict[str, Any]) -> None:
+        grown = sum(n - before.get(code, 0) for code, n in http["responses"].items() if code.startswith("4"))
+        assert grown == len(cases), f"{grown} of {len(cases)} 4xx responses counted"
+        assert "500" not in http["responses"], http["responses"]
+
+    eventually(lambda: status_http(bridge.url), counted, 10)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,55 +247,83 @@ def test_slowloris_clients_are_closed_after_the_head_deadline_and_starve_nobody(
     result: dict[str, Any] = {}
 
     async def main() -> None:
-        slow = [asyncio.create_task(_slow_client(bridge.port, head, 1.0, HEAD_TIMEOUT + 8)) for _ in range(n_slow)]
+        slow = [asyncio.create_task(_slow_client(bridge.port, head, 1.0, HEAD_TIMEOUT + 20)) for _ in range(n_slow)]
         await asyncio.sleep(0.5)  # every slow client is connected and dribbling
+        result["frames_before"] = viewer.frames
         started = time.monotonic()
-        status = await asyncio.to_thread(status_http, bridge.url)
+        await asyncio.to_thread(status_http, bridge.url)
         result["status_after"] = time.monotonic() - started
-        result["open_while_slow"] = status["clients"]
 
         def first_stream_part() -> float:
-            began = time.monotonic()
             with requests.get(bridge.url + "/stream", stream=True, timeout=(5, 5)) as response:
                 assert response.status_code == 200
                 next(response.iter_content(chunk_size=1024))
-            return time.monotonic() - began
+            return time.monotonic() - started
 
         result["stream_after"] = await asyncio.to_thread(first_stream_part)
+        result["frames_meanwhile"] = viewer.frames - result["frames_before"]
         result["closed_after"] = await asyncio.gather(*slow)
 
     asyncio.run(main())
     closed_after = result["closed_after"]
     assert all(t is not None for t in closed_after), f"{closed_after.count(None)} slow clients were never closed"
     assert min(closed_after) >= HEAD_TIMEOUT * 0.9, "a slow client was closed before its deadline"
-    assert max(closed_after) < HEAD_TIMEOUT + 5, f"slow clients held for up to {max(closed_after):.1f} s"
-    assert result["status_after"] < 2.0 and result["stream_after"] < 2.0, result
     print(
         f"\n{n_slow} slowloris clients closed {min(closed_after):.1f}-{max(closed_after):.1f} s after connecting;"
         f" meanwhile /status took {result['status_after'] * 1000:.0f} ms,"
         f" a new /stream's first bytes {result['stream_after'] * 1000:.0f} ms"
     )
-    assert status_http(bridge.url)["head_timeouts"] - before >= n_slow
+    # starving nobody is an order: /status answered, a new /stream served and the viewer sent
+    # frames while every slow client was still connected (before the first was closed)
+    assert result["stream_after"] < min(closed_after), result
+    assert result["frames_meanwhile"] > 0, "the viewer got no frame while the slow clients were connected"
+    assert status_http(bridge.url)["head_timeouts"] - before == n_slow
     viewer.check()
-    assert viewer.longest_gap < 2.0, f"the viewer stalled for {viewer.longest_gap:.1f} s"
+
+
+def test_the_deadlines_by_default_are_the_promised_ones() -> None:
+    """README promises a request head within 10 s, a kept-alive connection idle 15 s, and a
+    stalled viewer dropped after 10 s; the tests run shorter deadlines, so this pins the defaults
+    the daemon runs with: the constants, the bridge's and its process's defaults, and README."""
+    from zmqcam.bridge import Bridge, run_bridge
+    from zmqcam.bridge.listener import HEAD_TIMEOUT as DEFAULT_HEAD_TIMEOUT
+    from zmqcam.bridge.listener import KEEPALIVE_TIMEOUT
+    from zmqcam.bridge.server import WRITE_TIMEOUT
+
+    assert (DEFAULT_HEAD_TIMEOUT, KEEPALIVE_TIMEOUT, WRITE_TIMEOUT) == (10.0, 15.0, 10.0)
+    for factory in (Bridge, run_bridge):
+        parameters = inspect.signature(factory).parameters
+        assert parameters["head_timeout"].default == DEFAULT_HEAD_TIMEOUT, factory
+        assert parameters["write_timeout"].default == WRITE_TIMEOUT, factory
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"complete its first request head (TLS handshake included) within {DEFAULT_HEAD_TIMEOUT:g} s" in readme
+    assert f"a kept-alive one may idle {KEEPALIVE_TIMEOUT:g} s between requests" in readme
+    assert f"a viewer whose single write stalls for {WRITE_TIMEOUT:g} s is dropped" in readme
+    assert f"slowloris clients are closed after {DEFAULT_HEAD_TIMEOUT:g} s" in readme
 
 
 def test_connections_beyond_the_cap_get_503_and_the_viewers_keep_streaming(bridge: FedBridge, viewer: Viewer) -> None:
-    """A flood of idle connections fills at most max_clients + SPARE_CONNECTIONS: the rest are
-    answered 503 at once and closed, the viewer already streaming is not disturbed, and once the
-    head deadline has closed the idle ones, new clients are served again."""
+    """A flood of idle connections fills exactly max_clients + SPARE_CONNECTIONS: every one beyond
+    is answered 503 at once and closed, the others are held until the head deadline closes them
+    (none is left hanging), the viewer already streaming is not disturbed, and once the idle ones
+    are closed, new clients are served again."""
     cap = MAX_CLIENTS + SPARE_CONNECTIONS
     flood = cap + 30
     before = status_http(bridge.url)["refused_connections"]
+    time.sleep(0.5)  # the connection of that status request is closed on the bridge's side too
     result: dict[str, Any] = {}
 
     async def main() -> None:
-        async def idle() -> bytes:
+        async def idle() -> bytes | None:
+            """What the bridge sent before closing (b"" for a close at the head deadline); None if
+            it neither answered nor closed within the deadline and then some."""
             reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port)
             try:
-                return await asyncio.wait_for(reader.read(), HEAD_TIMEOUT + 8)
-            except (ConnectionError, asyncio.TimeoutError):
+                return await asyncio.wait_for(reader.read(), HEAD_TIMEOUT + 20)
+            except ConnectionError:
                 return b""
+            except asyncio.TimeoutError:
+                return None
             finally:
                 writer.close()
 
@@ -284,18 +332,24 @@ def test_connections_beyond_the_cap_get_503_and_the_viewers_keep_streaming(bridg
             tasks.append(asyncio.create_task(idle()))
             await asyncio.sleep(0.002)
         await asyncio.sleep(0.5)
-        result["refused_meanwhile"] = (await asyncio.to_thread(status_http_or_none, bridge.url)) is None
+        result["frames_before"] = viewer.frames
+        result["meanwhile"] = await asyncio.to_thread(raw_exchange, bridge.port, request(b"/status"))
         replies = await asyncio.gather(*tasks)
-        result["refused"] = sum(reply.startswith(b"HTTP/1.1 503 ") for reply in replies)
+        result["frames_meanwhile"] = viewer.frames - result["frames_before"]
+        result["refused"] = sum(http_status_code(reply) == 503 for reply in replies if reply is not None)
+        result["held"] = sum(reply == b"" for reply in replies)
+        result["hanging"] = sum(reply is None for reply in replies)
 
     asyncio.run(main())
-    # the viewer's connection counts too: at least flood + 1 - cap connections are refused
-    assert result["refused"] >= flood + 1 - cap, result
-    assert result["refused_meanwhile"], "a new client got in while the cap was reached"
-    after = wait_for(lambda: status_http_or_none(bridge.url), 5, message="the bridge to accept again")
-    assert after["refused_connections"] - before >= result["refused"]
+    # the viewer's connection counts too: exactly cap - 1 of the flood get in, the rest get 503
+    assert result["hanging"] == 0, result
+    assert (result["held"], result["refused"]) == (cap - 1, flood + 1 - cap), result
+    assert http_status_code(result["meanwhile"]) == 503, result["meanwhile"][:100]
+    assert result["frames_meanwhile"] > 0, "the viewer got no frame while the cap was reached"
+    after = wait_for(lambda: status_http_or_none(bridge.url), 10, message="the bridge to accept again")
+    # the refused ones: the flood's, and the status request made meanwhile
+    assert after["refused_connections"] - before == result["refused"] + 1
     viewer.check()
-    assert viewer.longest_gap < 2.0, f"the viewer stalled for {viewer.longest_gap:.1f} s"
 
 
 def status_http_or_none(url: str) -> dict[str, Any] | None:

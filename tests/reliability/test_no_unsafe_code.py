@@ -31,7 +31,24 @@ FORBIDDEN_OS = {"system", "popen", "execl", "execle", "execlp", "execv", "execve
 SUBPROCESS_CALLS = {"run", "Popen", "call", "check_call", "check_output", "getoutput", "getstatusoutput"}
 
 
+def _aliases(tree: ast.AST) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """The names a module binds to os and subprocess, and to their functions: ``import subprocess
+    as sp`` -> {"sp": "subprocess"}; ``from subprocess import run as r`` -> {"r": ("subprocess", "run")}."""
+    modules = {"os": "os", "subprocess": "subprocess"}
+    functions: dict[str, tuple[str, str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name in ("os", "subprocess"):
+                    modules[a.asname or a.name] = a.name
+        elif isinstance(node, ast.ImportFrom) and node.module in ("os", "subprocess"):
+            for a in node.names:
+                functions[a.asname or a.name] = (node.module, a.name)
+    return modules, functions
+
+
 def problems_in(tree: ast.AST) -> list[str]:
+    modules, functions = _aliases(tree)
     found = []
     for node in ast.walk(tree):
         where = f"line {getattr(node, 'lineno', '?')}"
@@ -43,8 +60,13 @@ def problems_in(tree: ast.AST) -> list[str]:
             func = node.func
             if isinstance(func, ast.Name) and func.id in FORBIDDEN_BUILTINS:
                 found.append(f"{where}: {func.id}()")
-            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
-                owner, name = func.value.id, func.attr
+            called: tuple[str, str] | None = None
+            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in modules:
+                called = (modules[func.value.id], func.attr)
+            elif isinstance(func, ast.Name) and func.id in functions:
+                called = functions[func.id]  # from subprocess import run [as alias]; run(...)
+            if called is not None:
+                owner, name = called
                 if owner == "os" and name in FORBIDDEN_OS:
                     found.append(f"{where}: os.{name}()")
                 if owner == "subprocess" and name in SUBPROCESS_CALLS:
@@ -59,7 +81,8 @@ def problems_in(tree: ast.AST) -> list[str]:
 
 
 def test_the_check_finds_what_it_looks_for() -> None:
-    """The checker itself flags each forbidden construct (else the test below could never fail)."""
+    """The checker itself flags each forbidden construct, under any name it is imported as (else
+    the test below could never fail)."""
     bad = """
 import pickle
 from marshal import loads as l
@@ -69,7 +92,21 @@ subprocess.run("ls -l")
 subprocess.Popen(["ls"], shell=True)
 """
     assert len(problems_in(ast.parse(bad))) == 6
+    aliased = """
+from subprocess import run
+from subprocess import check_output as out
+import subprocess as sp
+from os import system as sh
+import os as o
+run("ls -l")
+out(f"ls {x}")
+sp.call("ls")
+sh("ls")
+o.popen("ls")
+"""
+    assert len(problems_in(ast.parse(aliased))) == 5, problems_in(ast.parse(aliased))
     assert problems_in(ast.parse('subprocess.run(["ls"], check=True)\nre.compile("x")')) == []
+    assert problems_in(ast.parse('from subprocess import run\nrun(["ls"], check=True)')) == []
 
 
 @pytest.mark.parametrize("path", MODULES, ids=[str(p.relative_to(PACKAGE)) for p in MODULES])

@@ -16,14 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Daemon, cli, wait_for
+from tests.helpers import Daemon, cli, needs, wait_for
 from zmqcam import Subscriber
 
 #: the conventional "nobody" uid; any uid other than ours would do
 OTHER_UID = 65534
-needs_root = pytest.mark.skipif(
-    os.geteuid() != 0, reason="acting as another user (chown, setuid) needs root; CI runs as root"
-)
+
+
+@pytest.fixture
+def as_root() -> None:
+    """Acting as another user (chown, setuid) needs root: without it the test is skipped saying so,
+    and in CI, which runs as root, it fails instead (the ``needs`` rule)."""
+    needs(os.geteuid() == 0, "root-only: acting as another user (chown, setuid) needs root; CI runs as root")
 
 
 def connect_as(uid: int, path: Path) -> str:
@@ -64,7 +68,7 @@ def running(tmp_path: Path, daemons: list[Daemon]) -> Iterator[Path]:
     yield run_dir
 
 
-@needs_root
+@pytest.mark.usefixtures("as_root")
 def test_another_user_cannot_reach_the_ipc_sockets(running: Path) -> None:
     """The run_dir is 0700: a process of another user gets PermissionError connecting to a grabber's
     socket, while the owner connects and reads frames."""
@@ -75,7 +79,7 @@ def test_another_user_cannot_reach_the_ipc_sockets(running: Path) -> None:
         assert sub.read(timeout=20)[0]
 
 
-@needs_root
+@pytest.mark.usefixtures("as_root")
 def test_run_dir_owned_by_another_user_is_refused(tmp_path: Path) -> None:
     """A run_dir that exists but belongs to someone else (who could then read or replace our sockets)
     is refused with one line and exit 1; nothing is created in it."""

@@ -9,7 +9,6 @@ yet every wait is bounded; cameras run at 10-20 fps to keep the CPU load small.
 
 from __future__ import annotations
 
-import functools
 import re
 import socket
 import threading
@@ -23,7 +22,7 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from tests.helpers import Children, require_rtsp, wait_for
+from tests.helpers import Children, bus_status, require_rtsp, wait_for
 from zmqcam import Subscriber
 from zmqcam.bus.protocol import Frame
 from zmqcam.bus.status import collect_status
@@ -37,9 +36,27 @@ from zmqcam.testing.rtsp_server import RtspServer
 # helpers
 
 
-def status(config: Config, name: str = "cam0") -> dict[str, Any]:
-    """The next status message of ``name`` ({} if none came within 2 s)."""
-    return collect_status(config, timeout=2.0).get(name, {})
+def status_where(config: Config, check: Callable[[dict[str, Any]], object], name: str = "cam0") -> dict[str, Any]:
+    """The first status of ``name`` published from now on that passes ``check`` (its asserts)."""
+    return bus_status(config, lambda s: check(s[name]), streams=[name])[name]
+
+
+def in_state(state: str) -> Callable[[dict[str, Any]], None]:
+    def check(s: dict[str, Any]) -> None:
+        assert s["state"] == state, s
+
+    return check
+
+
+def counter_at_least(counter: str, n: int) -> Callable[[dict[str, Any]], None]:
+    def check(s: dict[str, Any]) -> None:
+        assert s[counter] >= n, s
+
+    return check
+
+
+def live_and_clean(s: dict[str, Any]) -> None:
+    assert s["state"] == "live" and s["reconnects"] == 0 and s["corrupt"] == 0, s
 
 
 def watch_status(config: Config, seconds: float, name: str = "cam0") -> list[dict[str, Any]]:
@@ -116,9 +133,11 @@ def rate(frames: list[Frame]) -> float:
     return (frames[-1].seq - frames[0].seq) / span
 
 
-def resized_status(config: Config, size: tuple[int, int]) -> bool:
-    found = status(config)
-    return (found.get("width"), found.get("height")) == size
+def resized_status(size: tuple[int, int]) -> Callable[[dict[str, Any]], None]:
+    def check(s: dict[str, Any]) -> None:
+        assert (s["width"], s["height"]) == size, s
+
+    return check
 
 
 def read_until(sub: Subscriber, predicate: Callable[[Frame], bool], timeout: float, what: str) -> Frame:
@@ -249,14 +268,18 @@ def test_jpeg_camera_delivers_its_own_bytes_at_its_size_and_rate(
     start(config, children)
     with Subscriber("cam0", kind="jpeg", config=config) as sub:
         frames = read_for(sub, 1.5)
+
+        def live_at_its_size(s: dict[str, Any]) -> None:
+            live_and_clean(s)
+            assert (s["width"], s["height"]) == (320, 240), s
+
+        # while subscribed: once the last subscriber left, the camera goes to sleep
+        status_where(config, live_at_its_size)
     assert len(frames) >= 8, len(frames)
     assert all(cam.was_sent(f.jpeg) for f in frames), "a JPEG differs from what the camera sent"
     assert all((f.width, f.height) == (320, 240) for f in frames)
     assert simplejpeg.decode_jpeg(frames[-1].jpeg).shape == (240, 320, 3)
     assert 0.7 * expected <= rate(frames) <= 1.25 * expected, f"{rate(frames):.1f} fps, expected {expected}"
-    s = status(config)
-    assert s["state"] == "live" and (s["width"], s["height"]) == (320, 240)
-    assert s["reconnects"] == 0 and s["corrupt"] == 0, s
 
 
 @pytest.mark.parametrize("codec", ["mjpeg", "h264"])
@@ -279,12 +302,15 @@ def test_rtsp_camera_delivers_frames_of_its_size_and_rate(
             frames = read_for(sub, 1.5)
         with Subscriber("cam0", kind="jpeg", config=config) as sub:
             jpeg = read_n(sub, 1, timeout=10)[0]
-            s = status(config)
+
+            def live_and_encoded(s: dict[str, Any]) -> None:
+                assert s["kind"] == "rtsp" and s["state"] == "live" and s["reconnects"] == 0, s
+                assert s["encoded"] > 0 and s["decoded"] == 0, s
+
+            status_where(config, live_and_encoded)
     assert all(f.image.shape == (240, 320, 3) for f in frames)
     assert 7.0 <= rate(frames) <= 12.5, f"{rate(frames):.1f} fps from a 10 fps stream"
     assert (jpeg.width, jpeg.height) == (320, 240) and jpeg.jpeg[:2] == b"\xff\xd8"
-    assert s["kind"] == "rtsp" and s["state"] == "live" and s["reconnects"] == 0, s
-    assert s["encoded"] > 0 and s["decoded"] == 0, s
 
 
 def test_file_camera_plays_at_its_own_rate_and_loops(
@@ -300,14 +326,13 @@ def test_file_camera_plays_at_its_own_rate_and_loops(
     start(config, children)
     with Subscriber("cam0", kind="raw", config=config) as sub:
         frames = read_for(sub, 1.5)  # 15 frames of an 8-frame file: it looped
+        status_where(config, live_and_clean)
     assert all(f.image.shape == (240, 320, 3) for f in frames)
     assert frames[-1].seq - frames[0].seq > len(levels) + 2
     assert 7.0 <= rate(frames) <= 12.5, f"{rate(frames):.1f} fps from a 10 fps file"
     # the pictures are the file's (flat grey levels, JPEG-approximate), and they change
     means = {round(float(f.image.mean())) for f in frames}
     assert len(means) >= 4 and all(min(abs(m - lv) for lv in levels) <= 6 for m in means), (means, levels)
-    s = status(config)
-    assert s["reconnects"] == 0 and s["state"] == "live", s
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,20 +350,34 @@ def test_jpeg_camera_is_decoded_only_while_raw_is_subscribed(
     start(config, children)
     with Subscriber("cam0", kind="jpeg", config=config) as jpeg_sub:
         read_n(jpeg_sub, 3)
-        seen = wait_for(lambda: (s := status(config)) and s["frames"] >= 10 and s, 10, message="10 frames")
-        assert seen["decoded"] == 0 and seen["published"]["raw"] == 0, seen
+
+        def streaming_undecoded(s: dict[str, Any]) -> None:
+            assert s["frames"] >= 10, s
+            assert s["decoded"] == 0 and s["published"]["raw"] == 0, s
+
+        status_where(config, streaming_undecoded)
         with Subscriber("cam0", kind="raw", config=config) as raw_sub:
             raw = read_n(raw_sub, 3)
             assert all(f.image.shape == (480, 640, 3) for f in raw)
-            decoding = wait_for(lambda: (s := status(config)) and s["decoded"] >= 5 and s, 10)
-            assert decoding["published"]["raw"] > 0
+
+            def decoding(s: dict[str, Any]) -> None:
+                assert s["decoded"] >= 5 and s["published"]["raw"] > 0, s
+
+            status_where(config, decoding)
             read_n(jpeg_sub, 2)  # jpeg subscribers are served meanwhile
-        # the raw subscriber left: decoding stops while the camera keeps streaming jpeg
-        time.sleep(0.5)  # the unsubscription reaches the grabber
-        before = status(config)
+
+        # the raw subscriber left: once its unsubscription reached the grabber (a status says so),
+        # decoding stops while the camera keeps streaming jpeg
+        def no_raw_subscriber(s: dict[str, Any]) -> None:
+            assert s["subscribers"].get("raw", 0) == 0, s
+
+        before = status_where(config, no_raw_subscriber)
         read_n(jpeg_sub, 8)
-        after = status(config)
-    assert after["frames"] > before["frames"]
+
+        def more_frames(s: dict[str, Any]) -> None:
+            assert s["frames"] > before["frames"], s
+
+        after = status_where(config, more_frames)
     assert after["decoded"] == before["decoded"], "decoding went on with no raw subscriber"
 
 
@@ -367,30 +406,34 @@ def test_killed_camera_shows_no_signal_backs_off_and_comes_back(
         port = dying.port
         dying.stop()
         killed = time.monotonic()
-        frame = read_until(pano, lambda f: f.extra["stale"] == ["cam0"], stale_after + 3, "cam0 NO SIGNAL")
-        assert time.monotonic() - killed <= stale_after + 1.0, "NO SIGNAL came too late"
+        frame = read_until(pano, lambda f: f.extra["stale"] == ["cam0"], stale_after + 15, "cam0 NO SIGNAL")
+        # no sooner than stale_after without a frame (times from the panorama itself, so load
+        # cannot decide it); how soon after that is the benchmark's business
+        last_cam0 = next(src for src in frame.extra["sources"] if src["name"] == "cam0")
+        assert frame.publish_ns - last_cam0["t_cap"] >= stale_after * 1e9
         assert frame.image.shape == (config.pano_size[1], config.pano_size[0], 3)
         states = {s["name"]: s["state"] for s in frame.extra["sources"]}
         assert states == {"cam0": "stale", "cam1": "live"}
 
-        # backing off: delays 0.5, 1, 2, 4 s (+-20 %) -> 4 attempts by 4.5 s after the kill
+        # backing off: delays 0.5, 1, 2, 4 s (+-20 %) -> at most 5 attempts by 4.5 s after the kill
+        # (a fixed 0.5 s retry makes 9; a loaded machine can only make fewer)
         seen = watch_status(config, 4.5 - (time.monotonic() - killed))
         assert seen, "no status while the camera was down"
         last = seen[-1]
         assert last["state"] in ("lost", "connecting"), last
-        assert 3 <= last["reconnects"] <= 5, f"{last['reconnects']} reconnects in 4.5 s: no backoff?"
+        assert last["reconnects"] <= 5, f"{last['reconnects']} reconnects in 4.5 s: no backoff?"
         assert "lost" in {s["state"] for s in seen}
         assert last["last_error"], last
-        assert status(config, "cam1")["state"] == "live"
+        # and it keeps trying
+        status_where(config, counter_at_least("reconnects", 3))
+        status_where(config, in_state("live"), "cam1")
 
         revived = restart_on_port(port, fps=10.0)
         try:
-            back = time.monotonic()
-            read_until(pano, lambda f: not f.extra["stale"], BACKOFF_CAP + 5, "cam0 live again")
-            # the next attempt is at most one (jittered) 4.8 s delay away, far below the 30 s cap
-            assert time.monotonic() - back < 10.0
+            # the next attempt is at most one (jittered) backoff delay away, never more than the cap
+            read_until(pano, lambda f: not f.extra["stale"], BACKOFF_CAP + 15, "cam0 live again")
             assert revived.active_stream_clients == 1
-            assert status(config)["state"] == "live"
+            status_where(config, in_state("live"))
         finally:
             revived.stop()
         assert not revived.errors, revived.errors
@@ -401,15 +444,20 @@ def test_stalled_camera_times_out_and_the_grabber_is_not_frozen(
 ) -> None:
     """A camera that stops sending in the middle of a JPEG and then accepts connections without
     answering: the read timeout is counted, the grabber reconnects, keeps publishing status once
-    a second with changing state, and streams again once the camera does; stalled again, the
-    grabber still stops promptly on SIGTERM. Guards against a read without timeout (a frozen
-    grabber: no status, no recovery, no shutdown)."""
+    a second with changing state, its panorama slot shows NO SIGNAL while the other camera stays
+    live, and it streams again once the camera does; stalled again, the grabber still stops on
+    SIGTERM (exit 0, not killed). Guards against a read without timeout (a frozen grabber: no
+    status, no recovery, no shutdown) and against one camera's stall costing more than its slot."""
     cam = fakes(fps=10.0)
-    config = rig(make_config, [{"source": cam.stream_url}])
-    grabber = start(config, children)["cam0"]
-    with Subscriber("cam0", kind="jpeg", config=config) as sub:
+    steady = fakes(fps=10.0)
+    config = rig(make_config, [{"source": cam.stream_url}, {"source": steady.stream_url}], stitch={"stale_after": 1.0})
+    grabber = start(config, children, stitcher=True)["cam0"]
+    with Subscriber("cam0", kind="jpeg", config=config) as sub, Subscriber("pano", config=config) as pano:
+        read_until(pano, lambda f: not f.extra["stale"], 20, "both cameras live")
         read_n(sub, 2)
         cam.stall(partial=True)
+        stalled = read_until(pano, lambda f: f.extra["stale"] == ["cam0"], 20, "cam0 NO SIGNAL, cam1 live")
+        assert {src["name"]: src["state"] for src in stalled.extra["sources"]} == {"cam0": "stale", "cam1": "live"}
         seen = watch_status(config, 3.0)
         uptimes = [s["uptime"] for s in seen]
         assert len(seen) >= 2 and uptimes == sorted(uptimes), f"status not published while stalled: {uptimes}"
@@ -417,15 +465,17 @@ def test_stalled_camera_times_out_and_the_grabber_is_not_frozen(
         assert last["timeouts"] >= 1 and last["reconnects"] >= 1, last
         assert {s["state"] for s in seen} - {"live"}, "state never changed from live"
         assert last["frames"] == seen[-2]["frames"], "frames counted from a stalled camera"
+        # the other camera's slot stayed live all along
+        assert all(f.extra["sources"][1]["state"] == "live" for f in read_n(pano, 5))
         cam.resume()
-        wait_for(lambda: status(config).get("state") == "live", 15, message="live after the camera resumed")
+        status_where(config, in_state("live"))
         frames = read_n(sub, 3)
         assert all(cam.was_sent(f.jpeg) for f in frames)
+        read_until(pano, lambda f: not f.extra["stale"], 20, "cam0 live again")
         cam.stall()
         time.sleep(0.3)  # the capture thread now waits in a read that gets nothing
-        t0 = time.monotonic()
-        children.stop(grabber, timeout=5.0)
-        assert time.monotonic() - t0 < 3.0 and grabber.exitcode == 0, f"exit {grabber.exitcode}"
+        children.stop(grabber, timeout=10.0)  # SIGTERM, then SIGKILL after 10 s
+        assert grabber.exitcode == 0, f"exit {grabber.exitcode}: the stalled grabber did not stop on SIGTERM"
 
 
 @pytest.mark.parametrize("url", ["stream_url", "capture_url"], ids=["mjpeg", "snapshot"])
@@ -433,34 +483,54 @@ def test_corrupt_and_truncated_jpegs_are_counted_and_skipped(
     url: str, fakes: Callable[..., FakeCam], make_config: Callable[..., Config], children: Children
 ) -> None:
     """Scrambled and truncated JPEGs (with a Content-Length that matches the cut) are counted as
-    `corrupt`, never published, and the connection carries on (no reconnect). Guards against
-    forwarding broken JPEGs to every viewer, and against dropping the camera for one bad frame."""
+    `corrupt`, never published, and the connection carries on (no reconnect): exactly the intact
+    frames the camera sent are published, in order, and the panorama keeps both slots live. Guards
+    against forwarding broken JPEGs to every viewer, and against dropping the camera for one bad
+    frame."""
     cam = fakes(fps=10.0)
-    config = rig(make_config, [{"source": getattr(cam, url), "fps": 10.0}])
-    start(config, children)
+    other = fakes(fps=10.0)
+    # a cap above the camera's rate, so that no intact frame is dropped by the cap (counted apart)
+    config = rig(make_config, [{"source": getattr(cam, url), "fps": 30.0}, {"source": other.stream_url}])
+    start(config, children, stitcher=True)
     with (
         Subscriber("cam0", kind="jpeg", config=config) as jpeg_sub,
         Subscriber("cam0", kind="raw", config=config) as raw_sub,
+        Subscriber("pano", config=config) as pano,
     ):
-        read_n(jpeg_sub, 2)
+        read_until(pano, lambda f: not f.extra["stale"], 20, "both cameras live")
+        anchor = read_n(jpeg_sub, 1)[0]  # sent before the faults
         cam.corrupt_next(2)
         cam.truncate_next(2)
         received: list[Frame] = []
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 20
         while (cam.pending_faults or len(received) < 5) and time.monotonic() < deadline:
             ok, frame = jpeg_sub.read(timeout=0.5)
             if ok and frame is not None:
                 received.append(frame)
         assert not cam.pending_faults
-        counted = wait_for(lambda: (s := status(config)) and s["corrupt"] >= 4 and s, 5, message="4 corrupt")
         received += read_n(jpeg_sub, 3)
+
+        def counted_and_live(s: dict[str, Any]) -> None:
+            assert s["corrupt"] == 4 and s["decode_errors"] == 0, s
+            assert s["reconnects"] == 0 and s["state"] == "live" and s["rate_dropped"] == 0, s
+
+        status_where(config, counted_and_live)
         raw = read_n(raw_sub, 2)
-    assert counted["corrupt"] == 4 and counted["decode_errors"] == 0, counted
-    assert counted["reconnects"] == 0 and counted["state"] == "live", counted
+        # a few bad frames (0.4 s) are far below stale_after: the panorama never lost the camera
+        assert all(not f.extra["stale"] for f in read_n(pano, 5))
+        sent = list(cam.sent_log)
     for frame in received:
         assert frame.jpeg.endswith(b"\xff\xd9") and cam.was_sent(frame.jpeg)
         assert simplejpeg.decode_jpeg(frame.jpeg).shape == (480, 640, 3)
     assert all(f.image.shape == (480, 640, 3) for f in raw)
+    # exactly the intact frames: after the anchor and up to the last frame received, the grabber
+    # published (seq) one frame per intact frame the camera sent, and none of the damaged ones
+    jpegs = [jpeg for jpeg, _ in sent]
+    first, last = jpegs.index(anchor.jpeg), jpegs.index(received[-1].jpeg)
+    between = sent[first + 1 : last + 1]
+    assert sorted(fault for _, fault in between if fault) == ["corrupt", "corrupt", "truncate", "truncate"]
+    assert [fault for _, fault in between].count("") == received[-1].seq - anchor.seq, [f for _, f in between]
+    assert not any(frame.jpeg == jpeg for frame in received for jpeg, fault in between if fault)
 
 
 def test_resolution_change_is_followed_and_the_panorama_keeps_its_size(
@@ -491,7 +561,7 @@ def test_resolution_change_is_followed_and_the_panorama_keeps_its_size(
             assert cam.was_sent(frame.jpeg)
             image = read_until(raw_sub, resized, 10, f"raw of {new_size}").image
             assert image.shape == (new_size[1], new_size[0], 3)
-            wait_for(functools.partial(resized_status, config, new_size), 5, message=f"status size {new_size}")
+            status_where(config, resized_status(new_size))
             for frame in read_n(pano, 3):
                 assert frame.image.shape == (height, width, 3)
             live = read_until(pano, lambda f: not f.extra["stale"], 5, "both live after the change")
@@ -518,18 +588,17 @@ def test_power_down_frees_the_camera_for_another_client_and_a_subscriber_reconne
         read_n(sub, 2)
         assert cam.active_stream_clients == 1
     left = time.monotonic()
-    assert cam.wait_until(lambda: cam.active_stream_clients == 0, 6.0), "the grabber kept the camera open"
+    assert cam.wait_until(lambda: cam.active_stream_clients == 0, 15.0), "the grabber kept the camera open"
     closed_after = time.monotonic() - left
-    assert 0.7 <= closed_after <= 4.0, f"closed {closed_after:.1f} s after the last subscriber left"
+    # not before idle_timeout (how long after it is load, not behaviour)
+    assert closed_after >= 0.7, f"closed {closed_after:.1f} s after the last subscriber left"
     assert cam.stream_connections == 1, "reconnected within the idle timeout"
-    wait_for(lambda: status(config).get("state") == "asleep", 5, message="asleep")
+    status_where(config, in_state("asleep"))
     jpeg = plain_client_frame(cam)
     assert jpeg[:2] == b"\xff\xd8" and cam.was_sent(jpeg)
     assert cam.wait_until(lambda: cam.active_stream_clients == 0, 3.0)
-    woke = time.monotonic()
     with Subscriber("cam0", kind="jpeg", config=config) as sub:
-        frames = read_n(sub, 2, timeout=10)
-    assert time.monotonic() - woke < 6.0
+        frames = read_n(sub, 2, timeout=15)
     assert all(cam.was_sent(f.jpeg) for f in frames)
     assert cam.stream_connections == 3  # grabber, plain client, grabber again
 
@@ -547,13 +616,15 @@ def test_busy_camera_is_reported_busy_not_hung(
     with StreamHolder(cam) as holder:
         assert cam.wait_until(lambda: holder.received > 1000, 5.0), "the other client got no stream"
         with Subscriber("cam0", kind="jpeg", config=config) as sub:
-            busy = wait_for(lambda: (s := status(config)) and s["state"] == "busy" and s, 10, message="busy")
+            busy = status_where(config, in_state("busy"))
             assert "another client" in busy["last_error"], busy
-            later = wait_for(lambda: (s := status(config)) and s["uptime"] > busy["uptime"] and s, 5)
-            assert later["state"] in ("busy", "connecting") and later["frames"] == 0, later
+
+            def still_not_streaming(s: dict[str, Any]) -> None:
+                assert s["uptime"] > busy["uptime"], s
+                assert s["state"] in ("busy", "connecting") and s["frames"] == 0, s
+
+            status_where(config, still_not_streaming)
             assert sub.read(timeout=0.2) == (False, None)
             holder.close()
-            left = time.monotonic()
-            read_n(sub, 2, timeout=15)
-            assert time.monotonic() - left < 10.0
-    assert status(config)["state"] == "live"
+            read_n(sub, 2, timeout=20)
+            status_where(config, in_state("live"))

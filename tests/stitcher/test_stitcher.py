@@ -11,16 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.helpers import Children, wait_for
+from tests.helpers import Children, bus_status, wait_for
 from zmqcam import Subscriber
 from zmqcam.bus.status import collect_status
 from zmqcam.config import Config
 from zmqcam.grabber import run_grabber
 from zmqcam.stitcher import run_stitcher
-
-
-def status(config: Config, name: str = "pano") -> dict[str, Any]:
-    return collect_status(config, timeout=2.0).get(name, {})
 
 
 def start_rig(config: Config, children: Children) -> dict[str, Any]:
@@ -59,7 +55,9 @@ def test_panorama_of_four_synthetic_cameras(rig4: tuple[Config, dict[str, Any]])
     live = [f for f in frames if not f.extra["stale"]]
     assert live, "no panorama had all four cameras live"
     assert all(s["state"] == "live" and s["seq"] > 0 and s["t_cap"] > 0 for s in live[-1].extra["sources"])
-    assert live[-1].extra["spread_ns"] >= 0
+    # the spread is how far apart the cameras' frames in it were captured
+    captured = [src["t_cap"] for src in live[-1].extra["sources"]]
+    assert live[-1].extra["spread_ns"] == max(captured) - min(captured)
     seqs = [f.seq for f in frames]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     # the slots are pictures, not NO SIGNAL cards: the synthetic scene is colourful
@@ -71,17 +69,26 @@ def test_jpeg_is_encoded_only_while_subscribed(rig4: tuple[Config, dict[str, Any
     config, _ = rig4
     with Subscriber("pano", kind="raw", config=config) as sub:
         read_frames(sub, 3)
-        time.sleep(1.2)
-        s = status(config)
-        assert s["panoramas"] > 0 and s["jpeg_encoded"] == 0
+
+        def made_but_not_encoded(s: dict[str, dict[str, Any]]) -> None:
+            assert s["pano"]["panoramas"] > 0 and s["pano"]["subscribers"].get("raw") == 1, s["pano"]
+            assert s["pano"]["jpeg_encoded"] == 0, "encoded with nobody subscribed to pano jpeg"
+
+        bus_status(config, made_but_not_encoded, streams=["pano"])
     with Subscriber("pano", kind="jpeg", config=config) as a, Subscriber("pano", kind="jpeg", config=config) as b:
         fa = read_frames(a, 3)
         read_frames(b, 3)
         assert fa[-1].jpeg[:2] == b"\xff\xd8" and fa[-1].image.shape == (250, 2347, 3)
-        s = wait_for(lambda: (x := status(config)) and x["jpeg_encoded"] > 0 and x, 5)
-        # two subscribers, one encode per panorama
-        assert s["jpeg_encoded"] <= s["panoramas"]
-        assert s["subscribers"]["jpeg"] == 2
+
+        def both_subscribed(s: dict[str, dict[str, Any]]) -> None:
+            assert s["pano"]["subscribers"].get("jpeg") == 2, s["pano"]
+
+        first = bus_status(config, both_subscribed, streams=["pano"])["pano"]
+        read_frames(a, 5)
+        later = bus_status(config, both_subscribed, streams=["pano"])["pano"]
+        # two subscribers all along, one encode per panorama (not one per subscriber)
+        made = later["panoramas"] - first["panoramas"]
+        assert made >= 3 and later["jpeg_encoded"] - first["jpeg_encoded"] == made, (first, later)
 
 
 def test_killed_grabber_shows_no_signal_and_comes_back(rig4: tuple[Config, dict[str, Any]], children: Children) -> None:
@@ -91,14 +98,17 @@ def test_killed_grabber_shows_no_signal_and_comes_back(rig4: tuple[Config, dict[
     with Subscriber("pano", config=config) as sub:
         wait_for(lambda: (r := sub.read(timeout=1.0))[0] and not r[1].extra["stale"], 15, interval=0)
         os.kill(procs["cam2"].pid, signal.SIGKILL)
-        killed_at = time.monotonic()
 
         def cam2_stale() -> Any:
             ok, frame = sub.read(timeout=1.0)
             return ok and "cam2" in frame.extra["stale"] and frame
 
-        frame = wait_for(cam2_stale, config.stitch.stale_after + 1.0 + 1.0, interval=0, message="NO SIGNAL slot")
-        assert time.monotonic() - killed_at <= config.stitch.stale_after + 1.0 + 0.5
+        frame = wait_for(cam2_stale, config.stitch.stale_after + 15, interval=0, message="NO SIGNAL slot")
+        # not before stale_after without a frame: the panorama that first shows the card went out at
+        # least stale_after after cam2's last frame was captured (times from the frame itself, so a
+        # loaded machine cannot make this fail or pass)
+        last_cam2 = next(src for src in frame.extra["sources"] if src["name"] == "cam2")
+        assert frame.publish_ns - last_cam2["t_cap"] >= config.stitch.stale_after * 1e9
         states = {s["name"]: s["state"] for s in frame.extra["sources"]}
         assert states == {"cam0": "live", "cam1": "live", "cam2": "stale", "cam3": "live"}
         # the slot shows the card: dark grey with light text, unlike the scene
@@ -125,12 +135,14 @@ def _slots(config: Config) -> list[tuple[str, int, int]]:
     return out
 
 
-@pytest.mark.parametrize(("max_wait", "limit"), [(None, 1.5 * 0.5 * 10 + 1.0), (0.15, 0.15 * 10 + 1.0)])
+@pytest.mark.parametrize("max_wait", [None, 0.15])
 def test_one_slow_camera_does_not_stall_the_panorama(
-    make_config: Callable[..., Config], children: Children, max_wait: float | None, limit: float
+    make_config: Callable[..., Config], children: Children, max_wait: float | None
 ) -> None:
-    """With one camera at 2 fps and the other at 10, a panorama goes out at least every max_wait
-    (default 1.5 intervals of the slowest camera), each with the fast camera's newest frame."""
+    """With one camera at 2 fps and the other at 10, every panorama has the fast camera's newest
+    frame; with a max_wait shorter than the slow camera's interval, panoramas go out at the fast
+    camera's pace, reusing the slow camera's last frame (the default, 1.5 intervals of the slowest
+    camera, waits for it). Counted in frames, not timed: how fast is the benchmark's business."""
     config = make_config(cameras=2, camera={"idle_timeout": 1.0, "fps": 10})
     data = config.model_dump()
     data["camera"][1]["fps"] = 2.0
@@ -139,35 +151,33 @@ def test_one_slow_camera_does_not_stall_the_panorama(
     start_rig(config, children)
     with Subscriber("pano", config=config) as sub:
         read_frames(sub, 3)
-        t0 = time.monotonic()
-        frames = read_frames(sub, 10)
-        elapsed = time.monotonic() - t0
-    assert elapsed < limit, elapsed
+        frames = read_frames(sub, 10, timeout=60)
     assert all(not f.extra["stale"] for f in frames)
     fast = [f.extra["sources"][0]["seq"] for f in frames]
     slow = [f.extra["sources"][1]["seq"] for f in frames]
     assert len(set(fast)) == len(fast), "a panorama went out without the fast camera's new frame"
     if max_wait is not None:
-        # a short max_wait emits at the fast camera's pace, reusing the slow camera's last frame
-        assert len(set(slow)) < len(slow), "every panorama waited for the slow camera"
+        # a short max_wait emits at the fast camera's pace (5 to each slow frame), reusing the slow
+        # camera's last frame: at least two panoramas per slow frame, however loaded the machine
+        assert len(set(slow)) <= len(slow) // 2, f"panoramas waited for the slow camera: {slow}"
 
 
 def test_nobody_watching_lets_the_grabbers_sleep(rig4: tuple[Config, dict[str, Any]]) -> None:
     """The stitcher subscribes upstream only while it has subscribers; then the cameras power down."""
     config, _ = rig4
-    assert not status(config)["upstream"]
-    assert all(collect_status(config)[c.name]["state"] == "asleep" for c in config.camera)
+
+    def all_asleep(s: dict[str, dict[str, Any]]) -> None:
+        assert not s["pano"]["upstream"] and all(s[c.name]["state"] == "asleep" for c in config.camera), s
+
+    bus_status(config, all_asleep)
     with Subscriber("pano", config=config) as sub:
         read_frames(sub, 2)
-        s = collect_status(config)
-        assert s["pano"]["upstream"]
-        assert all(s[c.name]["state"] == "live" for c in config.camera)
 
-    def all_asleep() -> bool:
-        s = collect_status(config)
-        return not s["pano"]["upstream"] and all(s[c.name]["state"] == "asleep" for c in config.camera)
+        def all_live(s: dict[str, dict[str, Any]]) -> None:
+            assert s["pano"]["upstream"] and all(s[c.name]["state"] == "live" for c in config.camera), s
 
-    wait_for(all_asleep, 6, message="grabbers to power down")
+        bus_status(config, all_live)
+    bus_status(config, all_asleep, timeout=config.camera[0].idle_timeout + 15)
 
 
 def test_tcp_endpoint_serves_remote_consumers(make_config: Callable[..., Config], children: Children) -> None:

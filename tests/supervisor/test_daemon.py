@@ -16,6 +16,7 @@ from zmqcam import Subscriber
 from zmqcam.config import default_config_dict
 from zmqcam.config.toml import render_toml
 from zmqcam.process import EXIT_START_FAILED
+from zmqcam.supervisor.supervisor import RESTART_BUDGET, RESTART_WINDOW
 
 
 def test_start_with_built_in_default_serves_and_stops_cleanly(tmp_path: Path, daemons: list[Daemon]) -> None:
@@ -138,13 +139,19 @@ def test_crash_looping_child_exhausts_its_budget_and_the_rest_keep_serving(
     def failed() -> bool:
         return d.state(run_dir).get("children", {}).get("grabber:cam1", {}).get("state") == "failed"
 
-    wait_for(failed, 45, interval=0.2, message="crash budget exhausted")
+    wait_for(failed, 90, interval=0.2, message="crash budget exhausted")
     state = d.state(run_dir)["children"]
+    # exactly the budget: restarted RESTART_BUDGET times, given up at the crash after them
+    assert state["grabber:cam1"]["restarts"] == RESTART_BUDGET, state["grabber:cam1"]
     assert state["grabber:cam0"]["state"] == "running" and state["stitcher"]["state"] == "running"
     with Subscriber("cam0", endpoint=f"ipc://{run_dir}/cam-cam0.sock") as sub:
         assert sub.read(timeout=20)[0]
+    # given up for good: no restart after that, while the rest serve
+    assert d.state(run_dir)["children"]["grabber:cam1"] == state["grabber:cam1"] | {"state": "failed"}
     _, err = d.terminate()
-    assert "grabber:cam1 crashed" in err and "giving up on it" in err
+    assert err.count("grabber:cam1 crashed") == RESTART_BUDGET + 1, err
+    # within the window: the six crashes came within RESTART_WINDOW, as the last line says
+    assert f"{RESTART_BUDGET + 1} times within {RESTART_WINDOW:.0f} s: giving up on it" in err, err
 
 
 def test_a_child_that_cannot_start_says_why_in_one_line_and_in_status(tmp_path: Path, daemons: list[Daemon]) -> None:

@@ -141,6 +141,12 @@ def send_frame(sock: zmq.Socket[Any], *args: Any, **kwargs: Any) -> None:
     sock.send_multipart(parts, flags=zmq.NOBLOCK, copy=size < _ZERO_COPY_MIN)
 
 
+#: bytes a camera may leave after a JPEG's EOI (the esp32-camera driver's frame buffer did), and
+#: at most how many: tolerated wherever a JPEG's end is checked
+JPEG_PADDING = b"\x00\r\n \t"
+JPEG_MAX_PADDING = 4096
+
+
 def _int(header: dict[str, Any], key: str, low: int = 0, high: int = 2**63 - 1) -> int:
     value = header.get(key)
     if type(value) is not int or not low <= value <= high:
@@ -179,6 +185,9 @@ def decode(parts: list[Any]) -> Frame:
             raise ProtocolError(f"raw payload is {size} bytes, header says {width}x{height}x3")
     elif size < 4 or bytes(raw_payload[:2]) != b"\xff\xd8":
         raise ProtocolError("JPEG payload does not start with SOI")
+    elif not bytes(raw_payload[-JPEG_MAX_PADDING:]).rstrip(JPEG_PADDING).endswith(b"\xff\xd9"):
+        # a cut JPEG would reach every viewer as a broken picture
+        raise ProtocolError("JPEG payload does not end with EOI")
     return Frame(
         stream=stream,
         kind=kind,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from zmqcam.bus.protocol import JPEG_MAX_PADDING, JPEG_PADDING
 from zmqcam.config import infer_kind
 from zmqcam.errors import CorruptFrame, SourceBusy, SourceError, SourceTimeout
 
@@ -27,8 +28,6 @@ MAX_HEADER_BYTES = 16 * 1024
 _SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 # markers without a length field
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
-# the esp32-camera driver may leave padding after EOI in the frame buffer (older versions did)
-_TRAILING_PADDING = b"\x00\r\n \t"
 
 
 def jpeg_size(data: bytes | bytearray | memoryview) -> tuple[int, int]:
@@ -42,9 +41,9 @@ def jpeg_size(data: bytes | bytearray | memoryview) -> tuple[int, int]:
     if n < 4 or data[0] != 0xFF or data[1] != 0xD8:
         raise CorruptFrame(f"not a JPEG: does not start with SOI ({bytes(data[:4]).hex()}), {n} bytes")
     end = n
-    while end > 2 and data[end - 1] in _TRAILING_PADDING:
+    while end > 2 and data[end - 1] in JPEG_PADDING:
         end -= 1
-    if n - end > 4096 or data[end - 2] != 0xFF or data[end - 1] != 0xD9:
+    if n - end > JPEG_MAX_PADDING or data[end - 2] != 0xFF or data[end - 1] != 0xD9:
         raise CorruptFrame(f"truncated JPEG: no EOI at the end of {n} bytes")
     pos = 2
     size: tuple[int, int] | None = None

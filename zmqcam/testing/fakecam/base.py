@@ -96,6 +96,8 @@ class FakeCamBase:
         self._started = False
         #: the last JPEGs sent (stream and capture), oldest first
         self.sent_jpegs: deque[bytes] = deque(maxlen=300)
+        #: the same, each with the fault it was sent with ("" for an intact frame)
+        self.sent_log: deque[tuple[bytes, str]] = deque(maxlen=300)
         #: unexpected exceptions in the fake's threads (a test should find this empty)
         self.errors: list[str] = []
         # counters
@@ -206,6 +208,11 @@ class FakeCamBase:
     def was_sent(self, jpeg: bytes) -> bool:
         """True when ``jpeg`` is byte for byte one of the last JPEGs sent."""
         return any(jpeg == sent for sent in reversed(self.sent_jpegs))
+
+    def _record_sent(self, jpeg: bytes, fault: str) -> None:
+        """Called with the lock held, before the frame goes out, so a test never looks too early."""
+        self.sent_jpegs.append(jpeg)
+        self.sent_log.append((jpeg, fault))
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 2.0) -> bool:
         """Poll ``predicate`` until it is true or ``timeout`` passes; returns its last value."""

@@ -81,7 +81,7 @@ class SnapshotPort(FaultInjection):
                 "X-Timestamp": self._timestamp(),
             }
             with self._lock:  # recorded before it is sent, so a test never looks too early
-                self.sent_jpegs.append(jpeg)
+                self._record_sent(jpeg, fault)
             keep = self._send_response(conn, 200, "image/jpeg", jpeg, extra)
             with self._lock:
                 self.captures_sent += 1

@@ -115,7 +115,7 @@ class StreamPort(FaultInjection):
                 return
             part = wire.STREAM_PART.format(len(jpeg), self._timestamp()).encode()
             with self._lock:
-                self.sent_jpegs.append(jpeg)
+                self._record_sent(jpeg, fault)
             self._send(conn, wire.chunk(wire.STREAM_BOUNDARY))
             self._send(conn, wire.chunk(part))
             if self._stalled and self._stall_partial:
