@@ -2,12 +2,12 @@
 
 ``run_child`` does, in this order, what each child needs around its work:
 
-1. names the process (``ps`` shows ``zmqcam:grabber:cam0``), logs to stderr, turns SIGTERM/SIGINT
-   into ``Shutdown`` and asks Linux to stop it when the supervisor dies (pdeathsig);
+1. names the process (``ps`` shows ``zmqcam:grabber:cam0``), logs to stderr, handles SIGTERM/SIGINT
+   (see "Stopping" below) and asks Linux to stop it when the supervisor dies (pdeathsig);
 2. makes the child's ZeroMQ context (sockets belong to the process that uses them) and, for a
    child that publishes, starts the CURVE authenticator before any socket binds;
-3. builds the worker, a class a test can also run in-process, and runs it until ``Shutdown``,
-   handing it the heartbeat its main loop sends (see below);
+3. builds the worker, a class a test can also run in-process, and runs it until it is asked to
+   stop, handing it the heartbeat its main loop sends (see below);
 4. closes the worker, stops the authenticator and terminates the context.
 
 A start-up failure the user can cause (a key file that vanished after the config loaded, a port
@@ -26,10 +26,17 @@ worker's own check finds its work stuck (a camera read far beyond its timeout, a
 frames but no panorama). The supervisor's watchdog (``daemon.watchdog``) restarts a child whose
 heartbeat stops or stays unhealthy. The child's end of the pipe is non-blocking: a supervisor that
 stopped reading (hung or stopped itself) costs a child a dropped beat, never a stuck loop.
+
+Stopping: while the child starts, SIGTERM/SIGINT raise ``Shutdown`` so that start-up unwinds at once.
+Once the worker's loop runs, they only set ``stop_requested`` and make ``stop_fd`` readable (the
+loops poll it), and the loop ends by itself: an exception raised wherever the main thread is can land
+inside a C-level destructor (pyzmq freeing a message, for every frame), where Python cannot
+propagate it; it printed a traceback and the child ran on until the supervisor killed it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
@@ -37,6 +44,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from types import FrameType
@@ -58,15 +66,15 @@ EXIT_START_FAILED = 78
 
 
 class Shutdown(BaseException):
-    """Raised in the main thread by SIGTERM/SIGINT so blocking calls unwind promptly."""
+    """Raised in the main thread by SIGTERM/SIGINT while the child starts, so start-up unwinds at once."""
 
 
 class Worker(Protocol):
-    """What a child process runs: built by ``run_child``'s ``start``, run until ``Shutdown``."""
+    """What a child process runs: built by ``run_child``'s ``start``, run until asked to stop."""
 
     def run(self, heartbeat: Heartbeat | None = None) -> None:
-        """Work until ``Shutdown``, calling ``heartbeat.beat`` from the main loop (see the module
-        docstring); None: no supervisor listens."""
+        """Work until ``stop_requested()`` (poll ``stop_fd()`` to notice at once), calling
+        ``heartbeat.beat`` from the main loop (see the module docstring); None: no supervisor listens."""
 
     def close(self) -> None:
         """Release everything the worker holds (sockets, threads). Idempotent."""
@@ -188,6 +196,7 @@ def run_child(
     """Run one child process: ``start(ctx)`` builds its worker on a fresh ZeroMQ context (``context``,
     e.g. ``zmq.asyncio.Context`` for the bridge), which ``run`` then runs until SIGTERM/SIGINT. With
     ``publishes``, the CURVE authenticator runs first. See the module docstring for failures."""
+    global _looping
     setup_child(process_title(name), config.daemon.log_level)
     reporter = Link(link)
     ctx = context() if context is not None else None
@@ -204,8 +213,10 @@ def run_child(
             failed = _reason(exc)
         else:
             reporter.started()
+            _looping = True
             try:
-                worker.run(Heartbeat(reporter if link is not None else None))
+                if not stop_requested():  # asked to stop while it started
+                    worker.run(Heartbeat(reporter if link is not None else None))
             except (StartError, ConfigError) as exc:  # a worker that binds as it runs (the bridge)
                 failed = _reason(exc)
     except Shutdown:
@@ -228,13 +239,42 @@ def run_child(
     reporter.close()
 
 
-def _raise_shutdown(signum: int, frame: FrameType | None) -> None:
+#: set by the first SIGTERM/SIGINT; see ``stop_requested``
+_stop = threading.Event()
+#: a pipe whose read end becomes readable on that signal, for the workers' pollers (``stop_fd``)
+_wake: tuple[int, int] | None = None
+#: whether the worker's own loop runs (``run_child`` sets it); before, a stop signal raises Shutdown
+_looping = False
+
+
+def stop_requested() -> bool:
+    """Whether this child was asked to stop (SIGTERM/SIGINT). The workers' loops check it on every
+    pass and register ``stop_fd`` in their pollers, so they end at once and by themselves."""
+    return _stop.is_set()
+
+
+def stop_fd() -> int | None:
+    """A file descriptor that becomes readable when the child is asked to stop (None outside a child
+    process set up by ``setup_child``), for a worker's poller."""
+    return None if _wake is None else _wake[0]
+
+
+def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
     # one stop request is enough: Ctrl-C reaches the whole process group and the supervisor then
     # sends SIGTERM too, which must not interrupt the clean-up the first one started
     # (a Python no-op, not SIG_IGN: a signal already pending would then raise OSError)
     signal.signal(signal.SIGTERM, _ignore)
     signal.signal(signal.SIGINT, _ignore)
-    raise Shutdown(signal.Signals(signum).name)
+    _stop.set()
+    if _wake is not None:
+        with contextlib.suppress(OSError):
+            os.write(_wake[1], b"\0")
+    if not _looping:
+        # still starting (imports, tables, binding): unwind at once. Once the worker's loop runs, it
+        # stops by itself instead: an exception raised wherever the main thread is can land inside a
+        # C-level destructor (pyzmq freeing a message), where Python cannot propagate it and prints
+        # "Exception ignored ... Shutdown" with a traceback while the child runs on
+        raise Shutdown(signal.Signals(signum).name)
 
 
 def _ignore(signum: int, frame: FrameType | None) -> None:
@@ -257,8 +297,13 @@ def setup_child(title: str, log_level: str) -> None:
     """Name the process (``ps`` shows ``zmqcam:grabber:cam0``), log to stderr, stop on signals."""
     name_process(title)
     setup_logging(log_level)
-    signal.signal(signal.SIGTERM, _raise_shutdown)
-    signal.signal(signal.SIGINT, _raise_shutdown)
+    global _wake
+    if _wake is None:
+        _wake = os.pipe()
+        for fd in _wake:
+            os.set_blocking(fd, False)
+    signal.signal(signal.SIGTERM, _on_stop_signal)
+    signal.signal(signal.SIGINT, _on_stop_signal)
     # the supervisor reloads on SIGHUP; a child that receives it (same process group) ignores it
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     die_with_parent()

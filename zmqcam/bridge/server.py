@@ -65,7 +65,7 @@ from zmqcam.files import write_atomic
 from zmqcam.image.cards import waiting_card
 from zmqcam.image.resize import MAX_SIDE, resized_jpeg
 from zmqcam.names import ANNOUNCE_FILE, BRIDGE, PANO
-from zmqcam.process import HEARTBEAT_INTERVAL, Heartbeat, run_child
+from zmqcam.process import HEARTBEAT_INTERVAL, Heartbeat, run_child, stop_requested
 
 log = logging.getLogger(__name__)
 
@@ -646,6 +646,8 @@ class BridgeProcess:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if stop_requested():  # the signal came before the loop took the signals over
+            stop.set()
 
         timer: asyncio.TimerHandle | None = None
 

@@ -32,7 +32,7 @@ from zmqcam.bus.status import STATUS_INTERVAL, FpsMeter, process_usage
 from zmqcam.config import CameraConfig, Config
 from zmqcam.grabber.capture import OPEN, Capture
 from zmqcam.names import grabber_name
-from zmqcam.process import Heartbeat, run_child
+from zmqcam.process import Heartbeat, run_child, stop_fd, stop_requested
 from zmqcam.sources import rig_arguments
 
 log = logging.getLogger(__name__)
@@ -135,12 +135,14 @@ class Grabber:
     def run(self, heartbeat: Heartbeat | None = None) -> None:
         beat = heartbeat or Heartbeat()
         poller = zmq.Poller()
+        if (stopping := stop_fd()) is not None:
+            poller.register(stopping, zmq.POLLIN)  # a stop signal ends the poll at once
         poller.register(self.pub, zmq.POLLIN)
         poller.register(self.inbox, zmq.POLLIN)
         self.capture.start()
         next_status = time.monotonic()
         try:
-            while True:
+            while not stop_requested():
                 now = time.monotonic()
                 beat.beat(now, self.health)
                 self._update_demand(now)

@@ -39,7 +39,7 @@ from zmqcam.config.esp32 import Warmup
 from zmqcam.errors import ProtocolError
 from zmqcam.image.remap import PanoramaComposer
 from zmqcam.names import PANO, STITCHER
-from zmqcam.process import Heartbeat, run_child
+from zmqcam.process import Heartbeat, run_child, stop_fd, stop_requested
 
 log = logging.getLogger(__name__)
 
@@ -313,11 +313,13 @@ class Stitcher:
     def run(self, heartbeat: Heartbeat | None = None) -> None:
         beat = heartbeat or Heartbeat()
         poller = zmq.Poller()
+        if (stopping := stop_fd()) is not None:
+            poller.register(stopping, zmq.POLLIN)  # a stop signal ends the poll at once
         poller.register(self.pub, zmq.POLLIN)
         poller.register(self.sub, zmq.POLLIN)
         next_status = time.monotonic()
         try:
-            while True:
+            while not stop_requested():
                 now = time.monotonic()
                 beat.beat(now, self.health)
                 if now >= next_status:
