@@ -182,3 +182,38 @@ def test_zero_copy_send_of_large_frames(ctx: zmq.Context[Any], run_dir: Any) -> 
     assert np.array_equal(protocol.decode(sub.recv_multipart(copy=False)).image, image)
     pub.close()
     sub.close()
+
+
+def test_h264_access_units_round_trip_and_bad_ones_are_rejected() -> None:
+    """An h264 message carries one real access unit (encoded here by libx264) and says whether a
+    consumer can start there; a payload without a start code, a missing keyframe flag or a coded size
+    that cannot hold the picture is refused before any decoder sees it."""
+    from zmqcam.video import EncoderSettings, H264Decoder, H264Encoder
+
+    encoder = H264Encoder(33, 20, EncoderSettings(keyint=4, fps=10))
+    picture = np.zeros((20, 33, 3), np.uint8)
+    picture[:, :16] = (200, 40, 10)
+    decoder = H264Decoder(size=(33, 20))
+    keys = []
+    for seq in range(6):
+        unit = encoder.encode(picture, capture_ns=seq * 100_000_000)
+        extra = {"key": unit.keyframe, "coded_w": 34, "coded_h": 20, "fps": 10, "codec": "avc1.64000a"}
+        parts = [bytes(p) for p in protocol.encode("pano", protocol.H264, seq, seq, unit.data, 33, 20, extra)]
+        frame = protocol.decode(parts)
+        assert bytes(frame.payload) == unit.data and frame.keyframe == unit.keyframe
+        keys.append(frame.keyframe)
+        decoded = decoder.decode(bytes(frame.payload))
+        assert decoded is not None and decoded.shape == (20, 33, 3)
+        with pytest.raises(ValueError, match="H264Decoder"):
+            _ = frame.image
+    assert keys == [True, False, False, False, True, False]
+    good = {"key": True, "coded_w": 34, "coded_h": 20}
+    for payload, extra, reason in (
+        (b"\xff\xd8not h264", good, "start code"),
+        (b"\x00\x00\x00\x01\x67", {"coded_w": 34, "coded_h": 20}, "x.key"),
+        (b"\x00\x00\x01\x67", {**good, "coded_w": 32}, "coded size"),
+        (b"\x00\x00\x01\x67", {**good, "coded_h": 21}, "coded size"),
+    ):
+        parts = [bytes(p) for p in protocol.encode("pano", protocol.H264, 1, 2, payload, 33, 20, extra)]
+        with pytest.raises(ProtocolError, match=reason):
+            protocol.decode(parts)

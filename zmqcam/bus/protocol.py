@@ -4,11 +4,17 @@ Every message is multipart ``[topic, header, payload]``:
 
 - topic: ``b"<stream> <kind>\\x00"``, ASCII. The space and the NUL terminator make SUB prefix
   matching exact: a subscription to ``cam1 jpeg\\x00`` can never match ``cam10 jpeg\\x00``.
-  Kinds: ``raw`` (BGR pixels), ``jpeg``, and ``status`` (JSON; never counts as demand for frames).
+  Kinds: ``raw`` (BGR pixels), ``jpeg``, ``h264`` (one H.264 access unit per message) and
+  ``status`` (JSON; never counts as demand for frames).
 - header: UTF-8 JSON object, version ``v`` = 1: stream, kind, seq, capture time and publish time
   (ns since the epoch), width, height, and for the panorama which camera frames were used.
 - payload: the pixels (``height*width*3`` bytes, BGR, C order) or the JPEG bytes, sent without a
-  copy; or a JSON object for status.
+  copy; or one H.264 access unit in Annex B (start codes, no B-frames); or a JSON object for status.
+- ``h264`` headers also carry, in ``x``: ``key`` (true on a keyframe, which holds SPS, PPS and an
+  IDR, so a consumer can start there), ``coded_w``/``coded_h`` (the encoded size: H.264 4:2:0 needs
+  even sides, ``w``/``h`` stay the picture's own size), ``fps`` (the nominal rate, for muxers) and
+  ``codec`` (``avc1.PPCCLL``, for MSE and Content-Type). There is no pts on the wire: consumers
+  stamp from ``t_cap``.
 
 ``decode`` validates everything and raises ``ProtocolError`` on any malformed message; callers count
 it and carry on. Nothing is unpickled or evaluated.
@@ -32,9 +38,12 @@ from zmqcam.names import STREAM_NAME_PATTERN
 VERSION = 1
 RAW = "raw"
 JPEG = "jpeg"
+H264 = "h264"
 STATUS = "status"
-FRAME_KINDS = (RAW, JPEG)
-KINDS = (RAW, JPEG, STATUS)
+FRAME_KINDS = (RAW, JPEG, H264)
+KINDS = (RAW, JPEG, H264, STATUS)
+#: what every access unit starts with (Annex B start code, three or four bytes)
+_ANNEX_B_STARTS = (b"\x00\x00\x01", b"\x00\x00\x00\x01")
 
 _STREAM_RE = re.compile(STREAM_NAME_PATTERN)
 _MAX_HEADER = 64 * 1024
@@ -81,7 +90,10 @@ class Frame:
 
     @property
     def image(self) -> np.ndarray:
-        """BGR uint8 pixels, shape (height, width, 3). JPEG payloads are decoded on first use."""
+        """BGR uint8 pixels, shape (height, width, 3). JPEG payloads are decoded on first use; an
+        H.264 access unit needs the units before it (``zmqcam.video.H264Decoder``)."""
+        if self.kind == H264:
+            raise ValueError("an h264 frame has no picture of its own: decode the stream with zmqcam.video.H264Decoder")
         if self._image is None:
             if self.kind == RAW:
                 arr = np.frombuffer(self.payload, dtype=np.uint8)
@@ -95,6 +107,11 @@ class Frame:
         if self.kind != JPEG:
             raise ValueError("not a JPEG frame")
         return bytes(self.payload)
+
+    @property
+    def keyframe(self) -> bool:
+        """Whether a consumer can start decoding here: every raw or JPEG frame, an h264 keyframe."""
+        return self.kind != H264 or self.extra.get("key") is True
 
     @property
     def age(self) -> float:
@@ -183,6 +200,8 @@ def decode(parts: list[Any]) -> Frame:
     if kind == RAW:
         if size != width * height * 3:
             raise ProtocolError(f"raw payload is {size} bytes, header says {width}x{height}x3")
+    elif kind == H264:
+        _check_h264(extra, bytes(raw_payload[:4]), width, height)
     elif size < 4 or bytes(raw_payload[:2]) != b"\xff\xd8":
         raise ProtocolError("JPEG payload does not start with SOI")
     elif not bytes(raw_payload[-JPEG_MAX_PADDING:]).rstrip(JPEG_PADDING).endswith(b"\xff\xd9"):
@@ -199,6 +218,17 @@ def decode(parts: list[Any]) -> Frame:
         payload=raw_payload,
         extra=extra,
     )
+
+
+def _check_h264(extra: dict[str, Any], head: bytes, width: int, height: int) -> None:
+    if not head.startswith(_ANNEX_B_STARTS):
+        raise ProtocolError("h264 payload does not start with an Annex B start code")
+    if type(extra.get("key")) is not bool:
+        raise ProtocolError(f"h264 header field 'x.key' is {extra.get('key')!r}")
+    coded_w = _int(extra, "coded_w", 2, _MAX_SIDE)
+    coded_h = _int(extra, "coded_h", 2, _MAX_SIDE)
+    if coded_w % 2 or coded_h % 2 or coded_w < width or coded_h < height:
+        raise ProtocolError(f"h264 coded size {coded_w}x{coded_h} does not hold the {width}x{height} picture")
 
 
 def encode_status(stream: str, status: dict[str, Any]) -> list[bytes]:
