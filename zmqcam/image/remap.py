@@ -60,7 +60,7 @@ CV2_ROTATE = {
 _MAX_MAPS_PER_SLOT = 4
 
 #: with gains but no overlap known, a seam's neighbours are compared on this many columns each side
-GAIN_STRIP_PX = 8
+GAIN_STRIP_PX = 4
 
 # coordinates are clipped to this before the int16 fixed-point conversion; anything beyond the frame
 # by more than a pixel samples only the (black) border, so the exact value does not matter
