@@ -3,7 +3,9 @@ and seams: cut, feather and feather + gain side by side on one core (the CPU's S
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -14,6 +16,7 @@ from zmqcam.config import default_config
 from zmqcam.image.remap import PanoramaComposer
 from zmqcam.sources.synthetic import SyntheticSource, scene_offsets
 from zmqcam.testing.reference import original_pipeline
+from zmqcam.testing.spread import capture_spreads, snapshot_fakes
 
 
 def source_frames(n: int) -> tuple[list[Any], list[list[np.ndarray]]]:
@@ -76,6 +79,15 @@ def seams(cams: list[Any], sets: list[list[np.ndarray]], repeat: int) -> dict[st
     return out
 
 
+def sync_spread() -> dict[str, Any]:
+    """Capture spread (ms, median) of a daemon on four fake snapshot ESP32-CAMs, ``stitch.sync`` off
+    and on (the cameras answer 10 ms apart, as real ones differ)."""
+    with tempfile.TemporaryDirectory(prefix="zmqcam-bench-") as tmp, snapshot_fakes() as fakes:
+        free = float(np.median(capture_spreads(Path(tmp) / "free", fakes, sync=False, panoramas=30)))
+        synced = float(np.median(capture_spreads(Path(tmp) / "sync", fakes, sync=True, panoramas=30)))
+    return {"free_ms": free, "sync_ms": synced, "sync_vs_free": synced / free if free else None}
+
+
 def run(quick: bool) -> dict[str, Any]:
     repeat = 30 if quick else 300
     cams, sets = source_frames(4 if quick else 16)
@@ -116,6 +128,8 @@ def run(quick: bool) -> dict[str, Any]:
         result["seams"] = seams(cams, sets, repeat)
     finally:
         cv2.setNumThreads(default_threads)
+    if not quick:  # two daemon starts: left out of the quick run
+        result["spread"] = sync_spread()
     one = result["one_core"]
     result["goals"] = {
         "remap >= 1.5x faster than original (one core)": one["speedup"] >= 1.5,
