@@ -8,7 +8,9 @@ quick start's ./.venv; a Python without them skips those baselines, saying so in
 table.
 
 Sections (the original deployment's geometry: 4 cameras 640x480 -> 2347x250, 30 fps):
- 1 stitch cost: remap path vs the original pipeline, one core and default threads; + JPEG encode
+ 1 stitch cost: remap path vs the original pipeline, one core and default threads; + JPEG encode;
+   seams: cut, feather, feather + gain per panorama on one core (the CPU's SIMD level printed);
+   snapshot capture spread with stitch.sync vs without (full run only: two daemon starts)
  2 bus: throughput, latency at 30 fps, slow subscriber frame age; vs imagezmq (and plain pyzmq)
  3 end to end: capture -> Subscriber and -> HTTP /stream client; vs the rebuilt Flask original
  4 viewers: N /stream clients, fps per client and daemon CPU; vs the rebuilt Flask original
@@ -558,6 +560,28 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                     _f(r["stitch_plus_encode_ms"]),
                     _f(r["original_stitch_plus_imencode_ms"]) + " orig+imencode",
                     _f(r["stitch_plus_encode_ms"] / r["original_stitch_plus_imencode_ms"]),
+                )
+            )
+        sm = st.get("seams")
+        if sm:
+            rows.append(
+                (
+                    "1 stitch",
+                    f"cut / feather / feather+gain ms (1 thr, {sm['simd']})",
+                    f"{_f(sm['cut_ms'])}/{_f(sm['feather_ms'])}/{_f(sm['feather_gain_ms'])}",
+                    _f(sm["cut_ms"]) + " cut",
+                    _f(sm["feather_gain_vs_cut"]),
+                )
+            )
+        sp = st.get("spread")
+        if sp:
+            rows.append(
+                (
+                    "1 stitch",
+                    "snapshot capture spread ms, sync (median)",
+                    _f(sp["sync_ms"]),
+                    _f(sp["free_ms"]) + " without sync",
+                    _f(sp["sync_vs_free"]),
                 )
             )
     bus = results.get("bus")

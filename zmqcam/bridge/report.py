@@ -95,6 +95,13 @@ def stitcher_status(hub: Hub, viewers: Mapping[str, int]) -> dict[str, Any]:
         "state": ("running" if upstream else "idle") if up else _not_up(hub, st),
         "fps": (_num(body.get("fps")) or 0.0) if up else 0.0,
         "spread_ms": _num(body.get("spread_ms")),
+        "seam": str(body.get("seam") or ""),
+        "exposure": str(body.get("exposure") or ""),
+        "sync": body.get("sync") is True,
+        # per camera [B, G, R] (zmqcam.image.exposure); null with exposure "off"
+        "gains": {
+            n: c.get("gain") for n, c in cameras.items() if isinstance(c, dict) and isinstance(c.get("gain"), list)
+        },
         "width": _count(body.get("width")),
         "height": _count(body.get("height")),
         "panoramas": _count(body.get("panoramas")),

@@ -164,6 +164,17 @@ class StitchConfig(_Model):
     stale_after: PositiveSeconds = 2.0
     #: longest wait for slow cameras before emitting; default 1.5 frame intervals of the slowest
     max_wait: PositiveSeconds | None = None
+    #: how neighbouring slots meet: "cut" (a hard edge, the original pipeline) or "feather" (blended
+    #: across a band around the seam); None: feather when a stitched camera has an ``overlap``, else cut
+    seam: Literal["cut", "feather"] | None = None
+    #: width of a feathered seam's band in panorama pixels (capped by each seam's overlap)
+    feather_px: Annotated[int, Field(ge=2, le=1024)] = 32
+    #: "gain": per camera and channel gains that make neighbours agree in their overlaps; "off": the
+    #: cameras' pixels as they come. None: gain when a stitched camera has an ``overlap``, else off
+    exposure: Literal["off", "gain"] | None = None
+    #: snapshot cameras of the panorama request frames on a shared clock tick, and each panorama takes
+    #: the frames closest in capture time (``zmqcam.image.sync``)
+    sync: bool = True
 
 
 class HttpConfig(_Model):
@@ -239,6 +250,37 @@ class Config(_Model):
     def pano_endpoints(self) -> list[str]:
         """Every endpoint the stitcher binds; the first is the local one consumers use."""
         return [self.expand(self.stitch.endpoint)] + [self.expand(e) for e in self.stitch.extra_endpoints]
+
+    @property
+    def has_overlaps(self) -> bool:
+        """Whether any stitched camera has a known ``overlap`` with its neighbour (what the seam and
+        exposure defaults follow)."""
+        return any(c.overlap is not None for c in self.stitched_cameras)
+
+    @property
+    def seam_mode(self) -> str:
+        """``stitch.seam``, else feather where overlaps are known, cut otherwise."""
+        if self.stitch.seam is not None:
+            return self.stitch.seam
+        return "feather" if self.has_overlaps else "cut"
+
+    @property
+    def exposure_mode(self) -> str:
+        """``stitch.exposure``, else gain where overlaps are known, off otherwise."""
+        if self.stitch.exposure is not None:
+            return self.stitch.exposure
+        return "gain" if self.has_overlaps else "off"
+
+    def synchronized(self, camera: CameraConfig) -> bool:
+        """Whether ``camera`` requests its snapshots on the panorama's shared clock tick: a stitched
+        snapshot camera while ``stitch.sync`` is on (a stream camera cannot be triggered)."""
+        stitch = self.stitch
+        return (
+            stitch.enabled
+            and stitch.sync
+            and camera.source_kind == "snapshot"
+            and any(c.name == camera.name for c in self.stitched_cameras)
+        )
 
     @property
     def pano_size(self) -> tuple[int, int]:

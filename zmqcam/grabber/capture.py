@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 import threading
 import time
@@ -82,6 +83,14 @@ class Counters:
         return dict(vars(self))
 
 
+def next_tick(interval: float) -> float:
+    """The monotonic time of the next multiple of ``interval`` seconds of the wall clock: every grabber
+    of a synchronized panorama (``stitch.sync``) requests its next snapshot then, so that the requests
+    leave together, whatever each grabber's phase was (the stitcher's half is ``zmqcam.stitcher.sync``)."""
+    wall, mono = time.time(), time.monotonic()
+    return mono + (math.floor(wall / interval) + 1) * interval - wall
+
+
 class Call(NamedTuple):
     """The source call the capture thread is inside: what, since when (monotonic), for how long at
     most (None: no bound, such as a replay waiting out a recorded gap)."""
@@ -109,9 +118,19 @@ def read_allowance(source: Source, camera: CameraConfig) -> float:
 class Capture(threading.Thread):
     """Drives one source; hands finished products to the main thread over an inproc PAIR."""
 
-    def __init__(self, camera: CameraConfig, ctx: zmq.Context[Any], endpoint: str, source_kwargs: dict[str, Any]):
+    def __init__(
+        self,
+        camera: CameraConfig,
+        ctx: zmq.Context[Any],
+        endpoint: str,
+        source_kwargs: dict[str, Any],
+        synchronized: bool = False,
+    ):
         super().__init__(name=f"capture-{camera.name}", daemon=True)
         self.camera = camera
+        #: a polled camera requests on the shared clock tick (``next_tick``) rather than one interval
+        #: after its previous answer
+        self.synchronized = synchronized
         self.ctx = ctx
         self.endpoint = endpoint
         self.source_kwargs = source_kwargs
@@ -304,15 +323,21 @@ class Capture(threading.Thread):
                 # back, counted; the first frame after the warm-up is published
                 if session_frames <= warmup.frames or now - live_since < warmup.seconds:
                     self.counters.warmup_frames += 1
-                    next_due = now + interval if polled else next_due
+                    next_due = self._next_request(now, interval) if polled else next_due
                     continue
                 warming = False
                 self.state = LIVE
             if not source.self_paced and not polled and now < next_due - interval * 0.2:
                 self.counters.rate_dropped += 1
                 continue
-            next_due = max(now, next_due) + interval if next_due else now + interval
+            if polled and self.synchronized:
+                next_due = next_tick(interval)
+            else:
+                next_due = max(now, next_due) + interval if next_due else now + interval
             self._publish(frame, out)
+
+    def _next_request(self, now: float, interval: float) -> float:
+        return next_tick(interval) if self.synchronized else now + interval
 
     def _publish(self, frame: SourceFrame, out: zmq.Socket[Any]) -> None:
         want_jpeg, want_raw = self.want_jpeg, self.want_raw

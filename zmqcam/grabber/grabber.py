@@ -55,7 +55,7 @@ class Grabber:
         self.inbox.setsockopt(zmq.LINGER, 0)
         self.inbox.setsockopt(zmq.RCVHWM, 2)
         self.inbox.bind(pair_endpoint)
-        self.capture = Capture(camera, ctx, pair_endpoint, source_kwargs or {})
+        self.capture = Capture(camera, ctx, pair_endpoint, source_kwargs or {}, config.synchronized(camera))
         self.topic_jpeg = protocol.topic(self.name, protocol.JPEG)
         self.topic_raw = protocol.topic(self.name, protocol.RAW)
         self.published = {protocol.JPEG: 0, protocol.RAW: 0}

@@ -22,6 +22,7 @@ Everything here is pure numpy/OpenCV: no sockets, no threads.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,7 +30,9 @@ import cv2
 import numpy as np
 
 from zmqcam.config.models import CameraConfig, Slot, panorama_slots
+from zmqcam.image.blend import DEFAULT_FEATHER_PX, Feather, seam_bands
 from zmqcam.image.cards import no_signal_card
+from zmqcam.image.exposure import GainCompensator
 
 __all__ = [
     "CV2_ROTATE",
@@ -55,6 +58,9 @@ CV2_ROTATE = {
 
 # maps kept per slot: the configured size plus the most recent other sizes
 _MAX_MAPS_PER_SLOT = 4
+
+#: with gains but no overlap known, a seam's neighbours are compared on this many columns each side
+GAIN_STRIP_PX = 4
 
 # coordinates are clipped to this before the int16 fixed-point conversion; anything beyond the frame
 # by more than a pixel samples only the (black) border, so the exact value does not matter
@@ -192,14 +198,17 @@ def build_slot_map(
     return SlotMap(map1, map2, (int(frame_size[0]), int(frame_size[1])))
 
 
-def slot_map_for(camera: CameraConfig, frame_size: tuple[int, int] | None = None) -> SlotMap:
+def slot_map_for(
+    camera: CameraConfig, frame_size: tuple[int, int] | None = None, columns: tuple[int, int] | None = None
+) -> SlotMap:
     """``build_slot_map`` for a camera config. ``frame_size`` (unrotated (width, height)) defaults to the
-    configured ``size``; for any other size the quad is rescaled (it is in pixels of ``size``)."""
+    configured ``size``; for any other size the quad is rescaled (it is in pixels of ``size``).
+    ``columns`` [first, end) of the warped image default to the crop (a seam band reads others)."""
     expected = (int(camera.size[0]), int(camera.size[1]))
     actual = expected if frame_size is None else (int(frame_size[0]), int(frame_size[1]))
     geo = camera.geometry
     src = geo.src if actual == expected else scaled_quad(geo.src, camera.rotate, expected, actual)
-    front, back = camera.crop_range
+    front, back = camera.crop_range if columns is None else columns
     return build_slot_map(camera.rotate, src, geo.width, geo.height, front, back, actual)
 
 
@@ -246,9 +255,21 @@ class PanoramaComposer:
 
     ``compose`` returns the *same* buffer every time, overwritten in place: callers must copy it, or
     be done with it (e.g. have JPEG-encoded it), before the next ``compose``.
+
+    ``seam`` "feather" blends each seam with an overlap across a band (``zmqcam.image.blend``);
+    ``exposure`` "gain" applies per camera gains estimated from the overlaps (``zmqcam.image.exposure``;
+    with no overlap known, from ``GAIN_STRIP_PX`` columns each side of each seam). With "cut" and
+    "off" the panorama is exactly the remapped slots, as it always was.
     """
 
-    def __init__(self, cameras: Sequence[CameraConfig]) -> None:
+    def __init__(
+        self,
+        cameras: Sequence[CameraConfig],
+        *,
+        seam: str = "cut",
+        feather_px: int = DEFAULT_FEATHER_PX,
+        exposure: str = "off",
+    ) -> None:
         if not cameras:
             raise ValueError("a panorama needs at least one camera")
         self.cameras = list(cameras)
@@ -272,6 +293,15 @@ class PanoramaComposer:
         self._cards: list[np.ndarray | None] = [None] * len(self.slots)
         self._warned: set[tuple[int, str]] = set()
         self._seen_sizes: set[tuple[int, tuple[int, int]]] = set()
+        self.feather = seam == "feather"
+        #: the gains, None with exposure "off"
+        self.gains = GainCompensator(len(self.cameras)) if exposure == "gain" else None
+        bands = (
+            seam_bands(self.cameras, self.slots, feather_px, margins=self.feather) if self.feather or self.gains else []
+        )
+        self._bands = [Feather(b, height) for b in bands]
+        # per band and side (0 left camera, 1 right): frame size -> map of the band's columns
+        self._band_maps: list[tuple[dict[tuple[int, int], SlotMap], ...]] = [({}, {}) for _ in bands]
 
     @property
     def panorama(self) -> np.ndarray:
@@ -312,11 +342,13 @@ class PanoramaComposer:
             maps[frame_size] = smap
         return smap
 
-    def compose(self, frames: Sequence[np.ndarray | None]) -> np.ndarray:
+    def compose(self, frames: Sequence[np.ndarray | None], now: float | None = None) -> np.ndarray:
         """Remap each camera's frame (BGR uint8, any size; None when missing) into its slot and return
-        the panorama buffer (shared: see the class docstring)."""
+        the panorama buffer (shared: see the class docstring). ``now`` (seconds, monotonic; default
+        the clock) paces the gains' smoothing."""
         if len(frames) != len(self.slots):
             raise ValueError(f"expected {len(self.slots)} frames (one per stitched camera), got {len(frames)}")
+        usable: list[np.ndarray | None] = [None] * len(self.slots)
         for i, frame in enumerate(frames):
             view = self._views[i]
             image = None if frame is None else self._usable(i, frame)
@@ -325,7 +357,65 @@ class PanoramaComposer:
                 continue
             h, w = image.shape[:2]
             self.slot_map(i, (w, h)).apply(image, view)
+            usable[i] = image
+        if self._bands or self.gains is not None:
+            self._finish_seams(usable, time.monotonic() if now is None else now)
         return self._pano
+
+    def _band_map(self, index: int, right: bool, frame_size: tuple[int, int]) -> SlotMap:
+        feather = self._bands[index]
+        camera = feather.band.left + int(right)
+        maps = self._band_maps[index][int(right)]
+        smap = maps.get(frame_size)
+        if smap is None:
+            columns = feather.band.columns(self.cameras[camera], right)
+            smap = slot_map_for(self.cameras[camera], frame_size, columns)
+            if len(maps) >= _MAX_MAPS_PER_SLOT:
+                del maps[next(iter(maps))]
+            maps[frame_size] = smap
+        return smap
+
+    def _finish_seams(self, images: list[np.ndarray | None], now: float) -> None:
+        """Seams and gains, after every slot has its camera's remapped pixels: each band remapped
+        from both its cameras, the overlaps measured (before any gain), the gains updated and
+        applied, then the bands blended over the cut. A seam next to a missing camera stays a cut."""
+        gains = self.gains
+        blended = []
+        for k, feather in enumerate(self._bands):
+            band = feather.band
+            left, right = images[band.left], images[band.left + 1]
+            if left is None or right is None:
+                continue
+            self._band_map(k, False, (left.shape[1], left.shape[0])).apply(left, feather.left)
+            self._band_map(k, True, (right.shape[1], right.shape[0])).apply(right, feather.right)
+            blended.append(feather)
+            if gains is not None:
+                gains.observe(band.left, cv2.mean(feather.left), cv2.mean(feather.right))
+        if gains is not None:
+            if not self._bands:
+                self._observe_strips(gains, images)
+            gains.update(now)
+            for i, image in enumerate(images):
+                if image is not None:
+                    gains.apply(i, self._views[i])
+            for feather in blended:
+                gains.apply(feather.band.left, feather.left)
+                gains.apply(feather.band.left + 1, feather.right)
+        if self.feather:
+            for feather in blended:
+                feather.blend(self._pano[:, feather.band.x0 : feather.band.x1])
+
+    def _observe_strips(self, gains: GainCompensator, images: list[np.ndarray | None]) -> None:
+        """No overlap known: compare the columns on each side of each seam (neighbouring belt, if not
+        the same), as asked for with ``stitch.exposure = "gain"``."""
+        for k in range(len(self.slots) - 1):
+            if images[k] is None or images[k + 1] is None:
+                continue
+            seam = self.slots[k].x1
+            strip = min(GAIN_STRIP_PX, seam - self.slots[k].x0, self.slots[k + 1].x1 - seam)
+            left = cv2.mean(self._pano[:, seam - strip : seam])
+            right = cv2.mean(self._pano[:, seam : seam + strip])
+            gains.observe(k, left, right)
 
     def _usable(self, index: int, frame: np.ndarray) -> np.ndarray | None:
         """``frame`` as 3-channel uint8 BGR, or None (logged once per kind of problem) if unusable."""

@@ -40,6 +40,7 @@ from zmqcam.errors import ProtocolError
 from zmqcam.image.remap import PanoramaComposer
 from zmqcam.names import PANO, STITCHER
 from zmqcam.process import Heartbeat, run_child, stop_fd, stop_requested
+from zmqcam.stitcher.sync import RECENT_FRAMES, closest_frames
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ class Slot:
     arrived: float = 0.0  # monotonic time the newest frame arrived
     fresh: bool = False  # a frame arrived since the last panorama
     intervals: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=30))
+    #: the last few frames, oldest first, to pick the one closest in capture time (``stitch.sync``)
+    recent: collections.deque[protocol.Frame] = field(default_factory=lambda: collections.deque(maxlen=RECENT_FRAMES))
 
     def live(self, now: float, stale_after: float) -> bool:
         return self.frame is not None and now - self.arrived < stale_after
@@ -85,12 +88,14 @@ class Slot:
         if self.frame is not None and self.arrived:
             self.intervals.append(now - self.arrived)
         self.frame = frame
+        self.recent.append(frame)
         self.arrived = now
         self.fresh = True
 
     def forget(self) -> None:
         """Drop the frame: after a pause it is evidence of nothing (the measured interval stays)."""
         self.frame = None
+        self.recent.clear()
         self.arrived = 0.0
         self.fresh = False
 
@@ -100,7 +105,9 @@ class Stitcher:
         self.config = config
         self.cfg = config.stitch
         cameras = config.stitched_cameras
-        self.composer = PanoramaComposer(cameras)
+        self.composer = PanoramaComposer(
+            cameras, seam=config.seam_mode, feather_px=self.cfg.feather_px, exposure=config.exposure_mode
+        )
         self.slots = [Slot(c.name, c.fps, c.warmup_period) for c in cameras]
         self.by_name = {s.name: s for s in self.slots}
         self.demand = sockets.Demand()
@@ -202,13 +209,25 @@ class Stitcher:
             return max(self.last_emit + HEARTBEAT_INTERVAL, woken)
         return None
 
+    def _chosen(self, now: float) -> list[protocol.Frame | None]:
+        """Each camera's frame for this panorama: its newest, or with ``stitch.sync`` the one closest
+        in capture time to the others' (``zmqcam.stitcher.sync``)."""
+        chosen = [slot.frame for slot in self.slots]
+        live = [i for i, s in enumerate(self.slots) if s.live(now, self.cfg.stale_after) and s.recent]
+        if self.cfg.sync and len(live) > 1:
+            recent = [list(self.slots[i].recent) for i in live]
+            intervals = [int(self.slots[i].interval() * 1e9) for i in live]
+            picks = closest_frames([[f.capture_ns for f in frames] for frames in recent], intervals)
+            for i, frames, pick in zip(live, recent, picks, strict=True):
+                chosen[i] = frames[pick]
+        return chosen
+
     def _emit(self, now: float) -> None:
         stale_after = self.cfg.stale_after
         images = []
         sources = []
         captures = []
-        for slot in self.slots:
-            frame = slot.frame
+        for slot, frame in zip(self.slots, self._chosen(now), strict=True):
             live = slot.live(now, stale_after)
             images.append(frame.image if live and frame is not None else None)
             state = LIVE if live else ("stale" if frame is not None else "missing")
@@ -228,7 +247,7 @@ class Stitcher:
                 log.info("all cameras live")
             self._last_stale = set(stale)
         started = time.perf_counter()
-        pano = self.composer.compose(images)
+        pano = self.composer.compose(images, now)
         self._timed("compose_seconds", started)
         self.seq += 1
         spread = (max(captures) - min(captures)) if captures else 0
@@ -266,16 +285,21 @@ class Stitcher:
     def status(self) -> dict[str, Any]:
         now = time.monotonic()
         cameras = {}
-        for slot in self.slots:
+        gains = self.composer.gains.status() if self.composer.gains is not None else None
+        for i, slot in enumerate(self.slots):
             cameras[slot.name] = {
                 "state": LIVE if slot.live(now, self.cfg.stale_after) else (NO_SIGNAL if slot.frame else "waiting"),
                 "age": round(now - slot.arrived, 3) if slot.arrived else None,
+                "gain": gains[i] if gains is not None else None,
             }
         return {
             "name": PANO,
             "fps": self._fps.fps(now),
             "seq": self.seq,
             "spread_ms": round(self.last_spread_ms, 2),
+            "seam": self.config.seam_mode,
+            "exposure": self.config.exposure_mode,
+            "sync": self.cfg.sync,
             "width": self.composer.size[0],
             "height": self.composer.size[1],
             "subscribers": self.demand.snapshot(PANO),

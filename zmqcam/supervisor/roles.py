@@ -47,7 +47,14 @@ def child_specs(config: Config, role: str = ALL_PARTS) -> list[ChildSpec]:
     if GRABBERS in roles:
         for cam in config.camera:
             extra = rig_arguments(config, cam)
-            fp = _fingerprint(cam.model_dump(), config.camera_endpoint(cam), config.daemon.log_level, extra, curve)
+            fp = _fingerprint(
+                cam.model_dump(),
+                config.camera_endpoint(cam),
+                config.daemon.log_level,
+                extra,
+                curve,
+                config.synchronized(cam),
+            )
             specs.append(ChildSpec(grabber_name(cam.name), run_grabber, (config, cam.name), fp))
     if STITCHER in roles and config.stitch.enabled:
         geometry = [(c.model_dump(), config.consumer_endpoint(c.name)) for c in config.stitched_cameras]
