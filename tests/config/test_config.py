@@ -208,6 +208,17 @@ crop = { front = 0, back = 632 }
         (GOOD_CAMERA + "[daemon]\nwatchdog = 1.5\n", "bad.toml: daemon.watchdog: 1.5: must be 0 (off) or at least 3"),
         (GOOD_CAMERA + "[daemon]\nwatchdog = -1\n", "bad.toml: daemon.watchdog: -1: Input should be greater"),
         (GOOD_CAMERA + "[daemon]\nwatchdog = inf\n", "bad.toml: daemon.watchdog: inf: Input should be a finite number"),
+        (
+            GOOD_CAMERA + '[stitch.h264]\npreset = "placebo"\n',
+            "bad.toml: stitch.h264.preset: 'placebo': Input should be 'ultrafast', 'superfast', 'veryfast' or 'faster'",
+        ),
+        (
+            GOOD_CAMERA + "[stitch.h264]\ncrf = 60\n",
+            "bad.toml: stitch.h264.crf: 60: Input should be less than or equal",
+        ),
+        (GOOD_CAMERA + "[stitch.h264]\nkeyint = 0\n", "bad.toml: stitch.h264.keyint: 0: Input should be greater"),
+        (GOOD_CAMERA + "[stitch.h264]\nbitrate = 500\n", "bad.toml: stitch.h264.bitrate: 500: Input should be great"),
+        (GOOD_CAMERA + '[stitch.h264]\neven = "odd"\n', "bad.toml: stitch.h264.even: 'odd': Input should be 'pad'"),
     ],
 )
 def test_each_bad_config_gives_its_one_line_error(snippet: str, expected: str) -> None:

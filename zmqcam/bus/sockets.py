@@ -145,7 +145,7 @@ class Demand:
 
     def wants_frames(self, stream: str) -> bool:
         """Whether anyone wants any frame kind of ``stream`` (status subscriptions never count)."""
-        return self.wants(protocol.topic(stream, protocol.RAW)) or self.wants(protocol.topic(stream, protocol.JPEG))
+        return any(self.wants(protocol.topic(stream, kind)) for kind in protocol.FRAME_KINDS)
 
     def snapshot(self, stream: str) -> dict[str, int]:
         return {kind: self.subscribers(protocol.topic(stream, kind)) for kind in protocol.KINDS}

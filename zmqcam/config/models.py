@@ -150,6 +150,26 @@ class DaemonConfig(_Model):
     watchdog: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 10.0
 
 
+#: the x264 presets fast enough for a live panorama on one core, fastest first (``zmqcam.video.h264``)
+H264Preset = Literal["ultrafast", "superfast", "veryfast", "faster"]
+
+
+class H264Config(_Model):
+    """``[stitch.h264]``: how ``pano h264`` is encoded (only while someone subscribes to it). The
+    defaults are what ``scripts/bench.py`` chose: at most 1/5 of MJPEG's bytes at about its SSIM, about
+    5-8 ms per 2347x250 panorama on one core."""
+
+    preset: H264Preset = "veryfast"
+    #: constant quality (0 best .. 51 worst); ignored when ``bitrate`` is set
+    crf: Annotated[int, Field(ge=0, le=51)] = 22
+    #: bits per second, average, for a link of known size; None: constant quality (``crf``)
+    bitrate: Annotated[int, Field(ge=10_000, le=1_000_000_000)] | None = None
+    #: seconds between keyframes: a new viewer's first picture comes within this long
+    keyint: Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)] = 1.0
+    #: H.264 4:2:0 needs even sides: "pad" repeats the last column/row, "crop" drops it
+    even: Literal["pad", "crop"] = "pad"
+
+
 class StitchConfig(_Model):
     enabled: bool = True
     #: cameras stitched left to right; default: every camera in config order
@@ -164,6 +184,7 @@ class StitchConfig(_Model):
     stale_after: PositiveSeconds = 2.0
     #: longest wait for slow cameras before emitting; default 1.5 frame intervals of the slowest
     max_wait: PositiveSeconds | None = None
+    h264: H264Config = Field(default_factory=H264Config)
 
 
 class HttpConfig(_Model):
@@ -239,6 +260,11 @@ class Config(_Model):
     def pano_endpoints(self) -> list[str]:
         """Every endpoint the stitcher binds; the first is the local one consumers use."""
         return [self.expand(self.stitch.endpoint)] + [self.expand(e) for e in self.stitch.extra_endpoints]
+
+    @property
+    def pano_fps(self) -> float:
+        """The panorama's nominal rate: the slowest stitched camera's ``fps``."""
+        return min(cam.fps for cam in self.stitched_cameras)
 
     @property
     def pano_size(self) -> tuple[int, int]:
