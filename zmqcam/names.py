@@ -11,6 +11,8 @@ from pathlib import Path
 
 #: the stream name of the stitched panorama (topics ``pano raw``, ``pano jpeg``, ``pano status``)
 PANO = "pano"
+#: the key of the bridge's /stream.mp4 viewers among its viewer counts (/status ``http.streams``)
+MP4_VIEWERS = f"{PANO}.mp4"
 #: camera and stream names appear in topics, file names and URLs, so they are kept to a safe alphabet
 STREAM_NAME_PATTERN = r"^[a-z0-9_-]{1,32}$"
 
