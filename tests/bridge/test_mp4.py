@@ -282,3 +282,48 @@ def test_a_slow_viewer_skips_to_the_next_keyframe_and_its_stream_still_decodes(r
     with av.open(io.BytesIO(whole), "r") as container:
         frames = sum(1 for _ in container.decode(video=0))
     assert frames >= len(numbers()) - 1, (frames, len(numbers()))
+
+
+def page_state(driver: Any) -> dict[str, Any]:
+    state: dict[str, Any] = driver.execute_script(
+        "const v = document.getElementById('pano-video'), i = document.getElementById('pano'),"
+        " b = document.getElementById('mode');"
+        "return {mode: window.zmqcamPlayer ? window.zmqcamPlayer.state.mode : '', t: v.currentTime,"
+        " vw: v.videoWidth, vh: v.videoHeight, iw: i.naturalWidth, ih: i.naturalHeight, button: b.textContent,"
+        " videoShown: v.style.display !== 'none', imgShown: i.style.display !== 'none'};"
+    )
+    return state
+
+
+def test_the_page_plays_h264_through_mse_and_its_switch_shows_mjpeg(rig: Rig, browser: Any) -> None:
+    """The page at / plays the panorama as H.264 through MSE (currentTime advances, videoWidth is the
+    coded width) and says so on its switch; clicking the switch shows the MJPEG stream instead (the
+    <img> gets panorama-sized frames) and says MJPEG."""
+    browser.get(rig.url + "/")
+    playing = wait_for(lambda: (s := page_state(browser))["mode"] == "mse" and s["vw"] > 0 and s, 30, 0.1,
+                       "the page to play H.264 with MSE")  # fmt: skip
+    assert (playing["vw"], playing["vh"]) == rig.coded
+    assert playing["button"] == "H.264 (MSE)" and playing["videoShown"] and not playing["imgShown"]
+    wait_for(lambda: page_state(browser)["t"] > playing["t"] + 1.0, 20, 0.1, "currentTime to advance")
+
+    browser.find_element("id", "mode").click()
+    shown = wait_for(lambda: (s := page_state(browser))["mode"] == "mjpeg" and s["iw"] > 0 and s, 20, 0.1,
+                     "the switch to show MJPEG")  # fmt: skip
+    assert (shown["iw"], shown["ih"]) == rig.config.pano_size
+    assert shown["button"] == "MJPEG" and shown["imgShown"] and not shown["videoShown"]
+    assert "mode=mjpeg" in browser.current_url, "a reload keeps the choice"
+
+
+def test_the_page_falls_back_to_mjpeg_where_there_is_no_mse(rig: Rig, browser: Any) -> None:
+    """In a browser without Media Source Extensions the page shows the MJPEG stream, and its switch
+    says MJPEG."""
+    browser.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument",
+        {"source": "delete window.MediaSource; delete window.ManagedMediaSource;"},
+    )
+    browser.get(rig.url + "/")
+    shown = wait_for(lambda: (s := page_state(browser))["mode"] == "mjpeg" and s["iw"] > 0 and s, 20, 0.1,
+                     "the page to fall back to MJPEG")  # fmt: skip
+    assert (shown["iw"], shown["ih"]) == rig.config.pano_size
+    assert shown["button"] == "MJPEG"
+    assert browser.execute_script("return window.zmqcamPlayer.state.error").startswith("this browser has no")
