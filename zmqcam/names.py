@@ -48,6 +48,15 @@ def grabber_name(camera: str) -> str:
     return f"grabber:{camera}"
 
 
+def publish_name(target: str) -> str:
+    """The name of a ``[[publish]]`` target's process in the process table and in ``ps``."""
+    return f"{PUBLISH_PREFIX}{target}"
+
+
+#: the process table's names of publish targets start with this (``publish:NAME``)
+PUBLISH_PREFIX = "publish:"
+
+
 def process_title(name: str) -> str:
     """What ``ps`` and the log lines show for a process: ``zmqcam:grabber:cam0``."""
     return TITLE_PREFIX + name

@@ -24,7 +24,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from zmqcam.bridge import report
-from zmqcam.bridge.report import ProcessTable
+from zmqcam.bridge.report import ProcessTable, publish_status
 from zmqcam.bus.status import CAMERA_STATES, NO_SIGNAL, STATUS_DOWN_AFTER, UNKNOWN, process_usage
 from zmqcam.names import BRIDGE, MP4_VIEWERS, PANO, STITCHER, grabber_name
 
@@ -82,6 +82,7 @@ class _RigCollector(Collector):
         yield from self._stitcher()
         yield from self._http()
         yield from self._processes()
+        yield from self._publish()
 
     # -- cameras
 
@@ -260,6 +261,28 @@ class _RigCollector(Collector):
             restarts.add_metric([process], child["restarts"])
             hangs.add_metric([process], child["hangs"])
         yield from (restarts, hangs)
+
+    # -- publish targets
+
+    def _publish(self) -> Iterator[Metric]:
+        live = GaugeMetricFamily(
+            PREFIX + "publish_live", "1 while the publish target's push is live, else 0.", labels=["target"]
+        )
+        texts = {
+            "connects": "Connections the publish target made to its media server.",
+            "failures": "Connections refused, lost or failed while pushing.",
+            "sent": "Access units sent to the media server.",
+            "dropped": "Access units dropped (no connection, queue overflow, waiting for a keyframe).",
+        }
+        counters = {
+            key: CounterMetricFamily(PREFIX + f"publish_{key}", text, labels=["target"]) for key, text in texts.items()
+        }
+        for target, shown in publish_status(self.bridge.processes.read()).items():
+            live.add_metric([target], 1.0 if shown["state"] == "live" else 0.0)
+            for key, family in counters.items():
+                family.add_metric([target], shown[key])
+        yield live
+        yield from counters.values()
 
 
 class Metrics:

@@ -10,7 +10,8 @@ Endpoints::
     GET /snapshot/<camera>.jpg   the newest frame of one camera
                                  (both: ?width=&height=&quality= re-encode it, once per frame and size)
     GET /status                  JSON: cameras, stitcher, HTTP counters, the bridge's subscriptions,
-                                 the daemon's processes (state, restarts, watchdog hangs)
+                                 the daemon's processes (state, restarts, watchdog hangs), the
+                                 publish targets (state, connects, failures, sent, last_error)
     GET /metrics                 Prometheus (zmqcam.bridge.metrics)
 
 Every frame arrives JPEG-encoded from upstream and is wrapped into a multipart part once
@@ -607,6 +608,7 @@ class Bridge:
             "subscriptions": self.hub.subscriptions(),
             "mp4": self._mp4_status(),
             "processes": self.processes.read(),
+            "publish": report.publish_status(self.processes.read()),
         }
 
     def _http_status(self) -> dict[str, Any]:

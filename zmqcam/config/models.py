@@ -213,12 +213,37 @@ class CurveConfig(_Model):
     key_dir: str | None = None
 
 
+#: the URL schemes a ``[[publish]]`` target may use: RTSP ANNOUNCE/RECORD (as MediaMTX accepts) and
+#: RTMP, each also over TLS
+PUBLISH_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps")
+
+
+class PublishConfig(_Model):
+    """``[[publish]]``: push a stream's H.264 to a media server, remuxed (``zmqcam.publisher``)."""
+
+    #: rtsp://host[:port]/path (MediaMTX: rtsp://host:8554/zmqcam) or rtmp://host[:port]/app/key
+    url: Annotated[str, Field(min_length=1)]
+    #: the target's name in status, logs and ``ps`` (``publish:NAME``); default: its index
+    name: Annotated[str, Field(pattern=STREAM_NAME_PATTERN)] | None = None
+    #: the stream pushed (its ``<stream> h264`` topic); only the panorama is encoded to H.264
+    stream: Annotated[str, Field(pattern=STREAM_NAME_PATTERN)] = PANO
+    #: seconds a connect or a write may take: the RTSP socket timeout, and a write stuck longer than
+    #: this makes the target unhealthy, so the watchdog restarts it ``daemon.watchdog`` later
+    timeout: Annotated[float, Field(gt=0, le=300, allow_inf_nan=False)] = 5.0
+
+
 class Config(_Model):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     camera: Annotated[list[CameraConfig], Field(min_length=1)]
     stitch: StitchConfig = Field(default_factory=StitchConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     curve: CurveConfig = Field(default_factory=CurveConfig)
+    publish: list[PublishConfig] = []
+
+    @property
+    def publish_targets(self) -> dict[str, PublishConfig]:
+        """Every ``[[publish]]`` entry by its name (its ``name``, else its index), in config order."""
+        return {target.name if target.name is not None else str(i): target for i, target in enumerate(self.publish)}
 
     @property
     def run_dir(self) -> Path:
