@@ -59,7 +59,7 @@ def rig() -> Iterator[Rig]:
     server_port, away_port = free_port(), free_port()
     server = RtspServer(server_port)
     # lossless H.264 (crf 0): big access units fill the stalled server's socket buffers sooner
-    sections = {"daemon": {"watchdog": WATCHDOG}, "stitch": {"h264": {"crf": 0}}}
+    sections: dict[str, dict[str, Any]] = {"daemon": {"watchdog": WATCHDOG}, "stitch": {"h264": {"crf": 0}}}
     path = write_config(tmp / "zmqcam.toml", run_dir, cameras=2, http=True, sections=sections)
     with path.open("a") as toml:
         toml.write(
