@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.helpers import Daemon, cli, free_port, wait_for, write_config
+from tests.helpers import Daemon, bus_status, cli, free_port, wait_for, write_config
 from tests.helpers.media_server import RtspServer
-from zmqcam.config import load_config
+from zmqcam.config import Config, load_config
 from zmqcam.names import LOOPBACK
 from zmqcam.video import coded_size
 
@@ -36,7 +36,7 @@ class Rig:
     port: int  # the bridge's
     server: RtspServer  # the "lan" target's server, replaced by tests that kill it
     server_port: int
-    pano_size: tuple[int, int]
+    config: Config
 
     def children(self) -> dict[str, Any]:
         children: dict[str, Any] = self.daemon.state(self.run_dir).get("children", {})
@@ -68,7 +68,7 @@ def rig() -> Iterator[Rig]:
         )
     config = load_config(path)
     daemon = Daemon(["-c", str(path)], cwd=tmp, log=tmp / "daemon.log")
-    rig = Rig(daemon, path, run_dir, config.http.port, server, server_port, config.pano_size)
+    rig = Rig(daemon, path, run_dir, config.http.port, server, server_port, config)
     try:
         wait_for(lambda: "publish:lan" in rig.children(), 30, message="the daemon's process table")
         yield rig
@@ -84,7 +84,7 @@ def test_a_publish_target_pushes_the_panorama_to_an_rtsp_server(rig: Rig) -> Non
     and the bridge's /status, counting what it sent."""
     wait_for(lambda: rig.server.frames >= 10, 60, message="the RTSP server to decode 10 frames")
     assert rig.server.codec == "h264"
-    assert rig.server.size == coded_size(*rig.pano_size, "pad")
+    assert rig.server.size == coded_size(*rig.config.pano_size, "pad")
     picture = rig.server.last_frame
     assert picture is not None and picture.std() > 20, "a picture of the scene, not a flat card"
     report = wait_for(lambda: rig.target("lan").get("sent", 0) >= 10 and rig.target("lan"), 10)
@@ -95,6 +95,20 @@ def test_a_publish_target_pushes_the_panorama_to_an_rtsp_server(rig: Rig) -> Non
     assert " live " in line and rig.server.url in line
     lan = wait_for(lambda: rig.status()["publish"].get("lan", {}).get("state") == "live" and rig.status(), 10)
     assert lan["publish"]["lan"]["sent"] >= 10
+
+
+def test_publish_targets_keep_the_cameras_awake_with_no_viewer(rig: Rig) -> None:
+    """With no viewer at all, long past the cameras' 1 s idle_timeout, both targets (the one whose
+    server is away too) subscribe to pano h264, so the stitcher encodes and every camera stays live."""
+
+    def awake(statuses: dict[str, dict[str, Any]]) -> None:
+        assert statuses["pano"]["subscribers"]["h264"] == 2, statuses["pano"]["subscribers"]
+        assert statuses["pano"]["subscribers"]["jpeg"] == 0, "no viewer"
+        for cam in rig.config.camera:
+            assert statuses[cam.name]["state"] == "live", statuses[cam.name]
+
+    wait_for(lambda: rig.target("lan").get("sent", 0) >= 30, 60, message="3 s of pushing, no viewer")
+    bus_status(rig.config, awake)
 
 
 def test_a_server_killed_and_started_again_gets_the_stream_again(rig: Rig) -> None:

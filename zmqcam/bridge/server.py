@@ -599,6 +599,7 @@ class Bridge:
     # -- status
 
     def status(self) -> dict[str, Any]:
+        processes = self.processes.read()
         return {
             "version": 1,
             "time": round(time.time(), 3),
@@ -607,8 +608,8 @@ class Bridge:
             "http": self._http_status(),
             "subscriptions": self.hub.subscriptions(),
             "mp4": self._mp4_status(),
-            "processes": self.processes.read(),
-            "publish": report.publish_status(self.processes.read()),
+            "processes": processes,
+            "publish": report.publish_status(processes),
         }
 
     def _http_status(self) -> dict[str, Any]:

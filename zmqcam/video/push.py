@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import av
 import av.error
 
-from zmqcam.errors import VideoError
+from zmqcam.errors import PushError, VideoError
 from zmqcam.video.timeline import TIME_BASE, Timeline
 
 __all__ = ["PushError", "PushWorker", "Pusher", "push_format"]
@@ -42,10 +42,6 @@ __all__ = ["PushError", "PushWorker", "Pusher", "push_format"]
 _FORMATS = {"rtsp": "rtsp", "rtsps": "rtsp", "rtmp": "flv", "rtmps": "flv"}
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
-
-
-class PushError(VideoError):
-    """A push connection failed (refused, lost, timed out); reconnect with backoff."""
 
 
 def push_format(url: str) -> str:
