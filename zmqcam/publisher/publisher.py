@@ -168,7 +168,7 @@ class Publisher:
         if stuck <= self.target.timeout:
             return None
         return (
-            f"publish {self.name}: a write to {self.url} has been stuck for {stuck:.0f} s "
+            f"publish {self.name}: a connect or write to {self.url} has been stuck for {stuck:.0f} s "
             f"(timeout {self.target.timeout:g} s): the server stopped reading"
         )
 

@@ -192,14 +192,15 @@ class PushWorker:
             if item is None:
                 break
             data, keyframe, capture_ns = item
+            if pusher is None and not keyframe:  # a connection starts at a keyframe: its SPS/PPS make the SDP
+                self.dropped += 1
+                continue
             try:
-                if pusher is None:
-                    if not keyframe:  # a connection starts at a keyframe: its SPS/PPS make the SDP
-                        self.dropped += 1
-                        continue
-                    pusher = Pusher(self.url, *self._args)
+                # the connect counts as a write: RTMP connects (and may hang) when the muxer is opened
                 self._write_started = time.monotonic()
                 try:
+                    if pusher is None:
+                        pusher = Pusher(self.url, *self._args)
                     pusher.write(data, keyframe, capture_ns)
                 finally:
                     self._write_started = None
