@@ -218,15 +218,16 @@ class Subscriber:
                 number = frame.extra.get("au")
                 follows = self._last_unit is not None and number == self._last_unit + 1
                 self._last_unit = number if type(number) is int else None
-                if not follows or len(self._units) >= MAX_QUEUED_UNITS:
+                if len(self._units) >= MAX_QUEUED_UNITS:  # the reader is that far behind: drop the backlog
+                    self.skipped += len(self._units)
+                    self._units.clear()
+                    self._want_key = True
+                if not follows:  # what was queued before the gap still decodes; what follows does not
                     self._want_key = True
                 if self._want_key and not frame.keyframe:
                     self.skipped += 1
                     continue
-                if self._want_key:
-                    self.skipped += len(self._units)
-                    self._units.clear()
-                    self._want_key = False
+                self._want_key = False
                 self._units.append(frame)
             if self._units:
                 self._cond.notify_all()
