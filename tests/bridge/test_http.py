@@ -642,7 +642,7 @@ def test_stream_mp4_without_a_stitcher_is_503_after_the_timeout(lonely: tuple[Co
     assert response.status_code == 503 and response.headers["Retry-After"].isdigit()
     assert response.text.startswith("503: no H.264 keyframe from pano within ")
     status = wait_idle(url)
-    assert status["mp4"]["timeouts"] >= 1 and status["mp4"]["clients"] == 0
+    assert status["http"]["mp4"]["timeouts"] >= 1 and status["http"]["mp4"]["clients"] == 0
 
 
 def test_a_fresh_bridge_shows_unknown_until_it_can_tell(make_config: Callable[..., Config]) -> None:

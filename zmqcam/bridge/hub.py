@@ -243,6 +243,7 @@ class Mp4Channel(Channel):
         self.epoch = 0
         self.fragments = 0  # fragments muxed
         self.gaps = 0  # access units lost on the bus (the muxing waited for the next keyframe)
+        self.timeouts = 0  # viewers answered 503: no keyframe in time
         self.skips_before = 0  # viewer skips counted by muxers already dropped
         self._last_unit: int | None = None
         self._want_key = True
