@@ -136,7 +136,8 @@ class Subscriber:
 
     def _receive_loop(self) -> None:
         monitor: zmq.Socket[Any] | None = None
-        sock = sockets.make_subscriber(self._ctx, [], [self.topic])
+        rcvhwm = sockets.H264_RECV_HWM if self.kind == protocol.H264 else sockets.RECV_HWM
+        sock = sockets.make_subscriber(self._ctx, [], [self.topic], rcvhwm=rcvhwm)
         try:
             if not sockets.is_local(self.endpoint):
                 # watched from before the first connection: a refused key is otherwise silence
