@@ -13,8 +13,9 @@ Endpoints::
                                  the daemon's processes (state, restarts, watchdog hangs)
     GET /metrics                 Prometheus (zmqcam.bridge.metrics)
 
-Every frame arrives JPEG-encoded from upstream and is wrapped into a multipart part once
-(``zmqcam.bridge.hub``); per client the bridge only writes bytes. Each streaming client has its own
+Every frame arrives JPEG-encoded from upstream and is wrapped into a multipart part once, and every
+H.264 access unit is muxed into an fMP4 fragment once (``zmqcam.bridge.hub``); per client the bridge
+only writes bytes. Each streaming client has its own
 writer (the aiohttp handler task): it writes the newest part, waits until the kernel took all of it,
 then takes whatever is newest by then, so a slow client skips frames instead of queueing them, and a
 client whose write stalls for ``write_timeout`` seconds is dropped. Per client the bridge therefore
