@@ -136,7 +136,8 @@ class Subscriber:
 
     def _receive_loop(self) -> None:
         monitor: zmq.Socket[Any] | None = None
-        sock = sockets.make_subscriber(self._ctx, [], [self.topic])
+        rcvhwm = sockets.H264_RECV_HWM if self.kind == protocol.H264 else sockets.RECV_HWM
+        sock = sockets.make_subscriber(self._ctx, [], [self.topic], rcvhwm=rcvhwm)
         try:
             if not sockets.is_local(self.endpoint):
                 # watched from before the first connection: a refused key is otherwise silence
@@ -218,15 +219,16 @@ class Subscriber:
                 number = frame.extra.get("au")
                 follows = self._last_unit is not None and number == self._last_unit + 1
                 self._last_unit = number if type(number) is int else None
-                if not follows or len(self._units) >= MAX_QUEUED_UNITS:
+                if len(self._units) >= MAX_QUEUED_UNITS:  # the reader is that far behind: drop the backlog
+                    self.skipped += len(self._units)
+                    self._units.clear()
+                    self._want_key = True
+                if not follows:  # what was queued before the gap still decodes; what follows does not
                     self._want_key = True
                 if self._want_key and not frame.keyframe:
                     self.skipped += 1
                     continue
-                if self._want_key:
-                    self.skipped += len(self._units)
-                    self._units.clear()
-                    self._want_key = False
+                self._want_key = False
                 self._units.append(frame)
             if self._units:
                 self._cond.notify_all()

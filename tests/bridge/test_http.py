@@ -328,7 +328,17 @@ def test_status_reports_cameras_stitcher_and_clients(rig: Rig) -> None:
         def settled(status: dict[str, Any]) -> None:
             # the grabbers measure fps over the last 2 s, which may span a camera's wake-up; a
             # status from before this viewer's demand reached every process says nothing about it
-            assert set(status) == {"version", "time", "cameras", "stitcher", "http", "subscriptions", "processes"}
+            assert set(status) == {
+                "version",
+                "time",
+                "cameras",
+                "stitcher",
+                "http",
+                "subscriptions",
+                "processes",
+                "publish",
+            }
+            assert status["publish"] == {}  # no [[publish]] target
             assert status["processes"] == {}  # a bridge run without a supervisor: no process table
             assert set(status["cameras"]) == {"cam0", "cam1"}
             for cam in status["cameras"].values():
@@ -642,7 +652,7 @@ def test_stream_mp4_without_a_stitcher_is_503_after_the_timeout(lonely: tuple[Co
     assert response.status_code == 503 and response.headers["Retry-After"].isdigit()
     assert response.text.startswith("503: no H.264 keyframe from pano within ")
     status = wait_idle(url)
-    assert status["mp4"]["timeouts"] >= 1 and status["mp4"]["clients"] == 0
+    assert status["http"]["mp4"]["timeouts"] >= 1 and status["http"]["mp4"]["clients"] == 0
 
 
 def test_a_fresh_bridge_shows_unknown_until_it_can_tell(make_config: Callable[..., Config]) -> None:

@@ -130,7 +130,7 @@ def test_a_stream_mp4_viewer_wakes_the_cameras_and_gets_init_and_fragments(rig: 
         def awake(status: dict[str, Any]) -> None:
             assert all(c["state"] == "live" for c in status["cameras"].values()), status["cameras"]
             assert "pano h264" in status["subscriptions"], status["subscriptions"]
-            assert status["mp4"]["clients"] == 1 and status["mp4"]["subscribed"], status["mp4"]
+            assert status["http"]["mp4"]["clients"] == 1 and status["http"]["mp4"]["subscribed"], status["http"]["mp4"]
             assert status["stitcher"]["h264_encoding"], status["stitcher"]
 
         bridge_status(rig.url, awake, since)
@@ -141,7 +141,7 @@ def test_a_stream_mp4_viewer_wakes_the_cameras_and_gets_init_and_fragments(rig: 
     origin = int(viewer.headers["X-Capture-Origin-Ns"])
     assert abs(origin / 1e9 - since) < 30, "the capture time of media time 0"
     status = idle(rig.url)
-    assert status["mp4"]["fragments_sent"] >= 10
+    assert status["http"]["mp4"]["fragments_sent"] >= 10
     metrics = {
         line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
         for line in requests.get(rig.url + "/metrics", timeout=5).text.splitlines()
@@ -202,7 +202,7 @@ def test_two_viewers_get_it_encoded_once(rig: Rig) -> None:
         since = time.time()
 
         def two_viewers(status: dict[str, Any]) -> None:
-            assert status["mp4"]["clients"] == 2 and status["stitcher"]["h264_encoding"], status["mp4"]
+            assert status["http"]["mp4"]["clients"] == 2 and status["stitcher"]["h264_encoding"], status["http"]["mp4"]
 
         first = bridge_status(rig.url, two_viewers, since)
         start_a, start_b = a.fragments(), b.fragments()
@@ -217,7 +217,7 @@ def test_two_viewers_get_it_encoded_once(rig: Rig) -> None:
     encoded = last["stitcher"]["h264_encoded"] - first["stitcher"]["h264_encoded"]
     assert 0 < encoded <= made + 1, f"{encoded} encodes for {made} panoramas and two viewers"
     assert got_a >= made // 2 and got_b >= made // 2, (got_a, got_b, made)
-    sent = last["mp4"]["fragments_sent"] - first["mp4"]["fragments_sent"]
+    sent = last["http"]["mp4"]["fragments_sent"] - first["http"]["mp4"]["fragments_sent"]
     assert sent >= 2 * (encoded - 2), "both viewers were sent the fragments"
 
 
@@ -239,7 +239,7 @@ def test_a_slow_viewer_skips_to_the_next_keyframe_and_its_stream_still_decodes(r
     import av
 
     idle(rig.url)
-    skips_before = get_status(rig.url)["mp4"]["skips"]
+    skips_before = get_status(rig.url)["http"]["mp4"]["skips"]
     host, port = rig.url.rsplit("/", 1)[-1].split(":")
     data = bytearray()
     with socket.socket() as sock:
@@ -254,18 +254,18 @@ def test_a_slow_viewer_skips_to_the_next_keyframe_and_its_stream_still_decodes(r
         data = bytearray(body)
         # stop reading until the bridge's write to us is stuck (nothing more sent) while the stream
         # moves on by more than a GOP (keyint 1 s)
-        sent = [get_status(rig.url)["mp4"]["fragments_sent"]]
+        sent = [get_status(rig.url)["http"]["mp4"]["fragments_sent"]]
 
         def stuck() -> bool:
-            sent.append(get_status(rig.url)["mp4"]["fragments_sent"])
+            sent.append(get_status(rig.url)["http"]["mp4"]["fragments_sent"])
             return len(sent) > 5 and sent[-1] == sent[-6]
 
         wait_for(stuck, 30, interval=0.2, message="the bridge's write to the stalled viewer to block")
-        muxed = get_status(rig.url)["mp4"]["fragments"]
-        wait_for(lambda: get_status(rig.url)["mp4"]["fragments"] > muxed + 2 * FPS, 15, interval=0.2)
+        muxed = get_status(rig.url)["http"]["mp4"]["fragments"]
+        wait_for(lambda: get_status(rig.url)["http"]["mp4"]["fragments"] > muxed + 2 * FPS, 15, interval=0.2)
         # read again: the write in progress ends, and the viewer is moved on to the newest keyframe
         deadline = time.monotonic() + 20
-        while get_status(rig.url)["mp4"]["skips"] == skips_before:
+        while get_status(rig.url)["http"]["mp4"]["skips"] == skips_before:
             assert time.monotonic() < deadline, "the stalled viewer was not skipped ahead"
             data += sock.recv(65536)
 

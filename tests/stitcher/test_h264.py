@@ -7,14 +7,17 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import zmq
 
 from tests.helpers import Children, bus_status, psnr, wait_for
 from tests.helpers.bridge import build_config
 from zmqcam import Subscriber
+from zmqcam.bus import protocol
 from zmqcam.bus.status import collect_status
 from zmqcam.config import Config
 from zmqcam.grabber import run_grabber
@@ -106,3 +109,31 @@ def test_nobody_on_h264_means_no_encoder_while_jpeg_viewers_watch(rig: Config) -
     for counter in ("h264_encoders", "h264_offered", "h264_encoded"):
         assert after[counter] == before[counter], (counter, before[counter], after[counter])
     assert after["h264_encode_seconds"] == before["h264_encode_seconds"]
+
+
+def test_an_h264_subscriber_gets_every_unit_in_order_and_skips_a_gap_to_the_next_keyframe(
+    ctx: zmq.Context[Any], run_dir: Path
+) -> None:
+    """Subscriber(kind="h264") returns access units in order, from a keyframe on; a unit missing on
+    the bus (a gap in x.au) makes it skip to the next keyframe, counting what it dropped."""
+    endpoint = f"ipc://{run_dir}/h264.sock"
+    # a deep queue: the bus drops nothing here, so every gap is one the test made
+    pub = ctx.socket(zmq.XPUB)
+    pub.setsockopt(zmq.SNDHWM, 100)
+    pub.bind(endpoint)
+    try:
+        with Subscriber("pano", kind="h264", endpoint=endpoint, context=ctx) as sub:
+            wait_for(lambda: pub.poll(100) and pub.recv(), 10, message="the subscription")
+            sent = [(1, False), (2, True), (3, False), (5, False), (6, True), (7, False)]  # 4 lost
+            for number, key in sent:
+                extra = {"key": key, "coded_w": 4, "coded_h": 2, "au": number}
+                protocol.send_frame(pub, "pano", protocol.H264, number, number, b"\x00\x00\x00\x01\x65", 3, 2, extra)
+            got = []
+            while len(got) < 4:
+                ok, unit = sub.read(timeout=5)
+                assert ok and unit is not None, f"got only {got}"
+                got.append(unit.extra["au"])
+            assert got == [2, 3, 6, 7], "from the first keyframe, over the gap to the next one"
+            assert sub.skipped == 2  # unit 1 (before the first keyframe) and unit 5 (after the gap)
+    finally:
+        pub.close(linger=0)

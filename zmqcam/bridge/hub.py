@@ -243,6 +243,7 @@ class Mp4Channel(Channel):
         self.epoch = 0
         self.fragments = 0  # fragments muxed
         self.gaps = 0  # access units lost on the bus (the muxing waited for the next keyframe)
+        self.timeouts = 0  # viewers answered 503: no keyframe in time
         self.skips_before = 0  # viewer skips counted by muxers already dropped
         self._last_unit: int | None = None
         self._want_key = True
@@ -322,9 +323,10 @@ def _subscriber(
     endpoints: list[str],
     topics: list[bytes] | None = None,
     curve: ClientKeys | None = None,
+    rcvhwm: int = sockets.RECV_HWM,
 ) -> zmq.asyncio.Socket:
     """``sockets.make_subscriber`` on an asyncio context (which makes asyncio sockets)."""
-    return cast(zmq.asyncio.Socket, sockets.make_subscriber(ctx, endpoints, topics or [], curve=curve))
+    return cast(zmq.asyncio.Socket, sockets.make_subscriber(ctx, endpoints, topics or [], curve=curve, rcvhwm=rcvhwm))
 
 
 class Hub:
@@ -351,7 +353,7 @@ class Hub:
             #: /stream.mp4: the panorama's h264 topic, on a socket of its own
             self.mp4: Mp4Channel | None = None
             if PANO in endpoints:
-                sock = _subscriber(ctx, [endpoints[PANO]], curve=keys)
+                sock = _subscriber(ctx, [endpoints[PANO]], curve=keys, rcvhwm=sockets.H264_RECV_HWM)
                 self._sockets.append(sock)
                 self.mp4 = Mp4Channel(PANO, sock, self.channels[PANO].card, rates[PANO])
             status_topics = [protocol.topic(s, protocol.STATUS) for s in endpoints]

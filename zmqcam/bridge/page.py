@@ -198,7 +198,8 @@ async function refresh() {{
     if (bridgeDown || s.http.uptime < bridgeUptime) {{
       openStreams();
       // MSE reconnects by itself; an MJPEG <img> keeps its last frame until given a new URL
-      if (player && player.state.mode === "mjpeg") startPlayer();
+      const pano = document.getElementById("pano");
+      if (player && player.state.mode === "mjpeg") pano.src = url("stream", {{t: Date.now()}});
     }}
     bridgeDown = false;
     bridgeUptime = s.http.uptime;

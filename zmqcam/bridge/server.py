@@ -14,8 +14,9 @@ Endpoints::
                                  publish targets (state, connects, failures, sent, last_error)
     GET /metrics                 Prometheus (zmqcam.bridge.metrics)
 
-Every frame arrives JPEG-encoded from upstream and is wrapped into a multipart part once
-(``zmqcam.bridge.hub``); per client the bridge only writes bytes. Each streaming client has its own
+Every frame arrives JPEG-encoded from upstream and is wrapped into a multipart part once, and every
+H.264 access unit is muxed into an fMP4 fragment once (``zmqcam.bridge.hub``); per client the bridge
+only writes bytes. Each streaming client has its own
 writer (the aiohttp handler task): it writes the newest part, waits until the kernel took all of it,
 then takes whatever is newest by then, so a slow client skips frames instead of queueing them, and a
 client whose write stalls for ``write_timeout`` seconds is dropped. Per client the bridge therefore
@@ -204,8 +205,6 @@ class Bridge:
             "head_timeouts": 0,
             "refused_connections": 0,
             "snapshots_resized": 0,
-            "mp4_fragments_sent": 0,
-            "mp4_timeouts": 0,
         }
         self._resized_cache: collections.OrderedDict[tuple[str, int, int, SnapshotOptions], bytes] = (
             collections.OrderedDict()
@@ -412,7 +411,7 @@ class Bridge:
             while not channel.ready() and not self.closing.is_set() and loop.time() < deadline:
                 await channel.wait_newer(channel.gen, deadline - loop.time())
             if not channel.ready():
-                self.counters["mp4_timeouts"] += 1
+                channel.timeouts += 1
                 raise web.HTTPServiceUnavailable(
                     text=f"503: no H.264 keyframe from {PANO} within {timeout:g} s\n",
                     headers={"Retry-After": RETRY_AFTER},
@@ -454,7 +453,6 @@ class Bridge:
                 await response.write(data)
                 await request.writer.drain()
                 watch.writing_since = None
-                self.counters["mp4_fragments_sent"] += len(chunks)
                 channel.sent += len(chunks)
                 channel.sent_bytes += len(data)
             await channel.wait_newer(gen)
@@ -607,7 +605,6 @@ class Bridge:
             "stitcher": report.stitcher_status(self.hub, self.viewers),
             "http": self._http_status(),
             "subscriptions": self.hub.subscriptions(),
-            "mp4": self._mp4_status(),
             "processes": processes,
             "publish": report.publish_status(processes),
         }
@@ -622,6 +619,7 @@ class Bridge:
             "responses": {str(code): n for code, n in sorted(self.responses.items())},
             "malformed": self.hub.malformed + sum(ch.malformed for ch in self.hub.channels.values()),
             "write_timeout": self.write_timeout,
+            "mp4": self._mp4_status(),
             "uptime": round(time.monotonic() - self._started, 1),
         }
 
@@ -641,7 +639,7 @@ class Bridge:
             "skips": channel.skips,
             "gaps": channel.gaps,
             "malformed": channel.malformed,
-            "timeouts": self.counters["mp4_timeouts"],
+            "timeouts": channel.timeouts,
         }
 
     # -- running

@@ -42,9 +42,6 @@ log = logging.getLogger(__name__)
 WAITING = "waiting"
 #: the push counters a report carries (totals over every PushWorker of this process)
 COUNTERS = ("connects", "failures", "sent", "dropped")
-#: access units queued on the SUB socket: the loop only hands them on, but a stall of the machine
-#: must not cost a gap at every hiccup
-_RECV_HWM = 16
 _DRAIN_LIMIT = 64
 #: the loop wakes at least this often (its heartbeat and report)
 _WAKE = 1.0
@@ -77,7 +74,7 @@ class Publisher:
         self.topic = protocol.topic(self.target.stream, protocol.H264)
         endpoint = config.consumer_endpoint(self.target.stream)
         self.sub = sockets.make_subscriber(
-            ctx, [endpoint], [self.topic], curve=curve.client_keys(config), rcvhwm=_RECV_HWM
+            ctx, [endpoint], [self.topic], curve=curve.client_keys(config), rcvhwm=sockets.H264_RECV_HWM
         )
         self.worker: PushWorker | None = None
         self.size: tuple[int, int] | None = None

@@ -13,6 +13,18 @@ so no pixel is lost and ``H264Decoder(size=...)`` crops it off again; ``even="cr
 Colour: BGR -> I420 with OpenCV (BT.601, limited range: 0.7 ms at 2348x250, three times faster than
 swscale), and the stream says so in its VUI, so browsers and ffmpeg convert back with the same
 matrix.
+
+Settings (``scripts/bench.py`` section 9, and this module's sweep ``scripts/bench_h264.py``; 2347x250,
+one core): veryfast CRF 22 takes 5-7.5 ms per panorama and gives 1/9 of MJPEG q80's bytes at an SSIM
+within 0.002 (clean content) to 0.01 (sensor noise, which x264 smooths away and JPEG keeps);
+superfast is 1-3 ms cheaper for 20-80 % more bytes; ultrafast is Baseline profile and misses the
+quality or the bytes goal on noisy content at every CRF. One thread: sliced threads gained nothing
+at 250 rows and would take the JPEG path's core. Under load, medians rise 10-50 % and p95s double.
+
+PyAV notes: a ``CodecContext`` has no ``close()`` (drop the reference); ``framerate`` needs a
+Fraction; a decoder with frame threads delays its output by one frame per thread, hence
+``thread_count = 1``; after a corrupt unit the decoder is made anew, as FFmpeg would otherwise show
+smeared references until the next IDR.
 """
 
 from __future__ import annotations

@@ -16,7 +16,11 @@ as long as the server stops reading without closing (its TCP window full): that 
 thread's time, never the caller's. It is long: FFmpeg's RTSP muxer waits out its socket timeout for
 each RTP packet (about 1.4 KB) and ignores the error, so one keyframe can block for minutes, and
 PyAV has no interrupt for output containers. ``stats()["writing_for"]`` shows such a write; a
-watchdog that must get rid of it needs the push in a process it can kill (see FINDINGS.md).
+watchdog that must get rid of it needs the push in a process it can kill: run publish targets in a
+child process of their own (the supervisor's restart-with-budget shell) watched on ``writing_for``.
+For RTMP it is worse: PyAV opens rtmp:// URLs without options, so there is no socket timeout at all.
+Tested against ``ffmpeg -rtsp_flags listen`` and ``ffmpeg -listen 1`` (what MediaMTX documents for
+ffmpeg publishing), not against MediaMTX itself.
 """
 
 from __future__ import annotations
