@@ -148,3 +148,13 @@ def test_calibrate_reads_an_mp4_recording_of_cameras(tmp_path: Path, recorded: R
     out = tmp_path / "preview.png"
     assert cli_main(["calibrate", "--from", str(tmp_path / "rec"), str(out)]) == 0
     assert out.stat().st_size > 0
+
+
+def test_record_h264_without_the_stitcher_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``record --h264`` needs the panorama's H.264: with ``stitch.enabled = false`` it says so in one
+    line and exits 1, writing nothing."""
+    path = write_config(tmp_path / "zmqcam.toml", tmp_path / "run", cameras=1, sections={"stitch": {"enabled": False}})
+    assert cli_main(["record", "--h264", "-c", str(path), "--duration", "1", str(tmp_path / "rec")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--h264" in err and "stitch.enabled = false" in err and "\n" not in err, err
+    assert not (tmp_path / "rec").exists()
