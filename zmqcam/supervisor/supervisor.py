@@ -1,12 +1,14 @@
 """The supervisor behind ``zmqcam-daemon start``: spawns, watches, restarts and stops every process.
 
 Children (spawn start method, one process each, each in the shell of ``zmqcam.process``): a grabber
-per camera, the stitcher, the HTTP bridge, as the role says (``zmqcam.supervisor.roles``). A child
+per camera, the stitcher, the HTTP bridge and one per ``[[publish]]`` target, as the role says
+(``zmqcam.supervisor.roles``). A child
 that crashes is restarted with backoff, at most ``RESTART_BUDGET`` times per ``RESTART_WINDOW``
 seconds; past that it is reported as failed and the rest keep serving (frigate's watchdog pattern).
 A child that exits cleanly is left alone. SIGTERM/SIGINT stop everything in reverse start order;
 SIGHUP reloads the config, restarting only the children whose part changed. The process table
-goes to ``daemon.json`` in the run directory (``zmqcam.supervisor.run_dir``).
+goes to ``daemon.json`` in the run directory (``zmqcam.supervisor.run_dir``), with what a child
+reports with its heartbeat (a publish target's connection, ``zmqcam.process.REPORT``).
 
 The watchdog: a hung process is a dead process. Every child beats from its own main loop over its
 Link (``zmqcam.process.Heartbeat``); a child that has sent no heartbeat, or only "unhealthy" ones,
