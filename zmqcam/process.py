@@ -1,4 +1,5 @@
-"""The one shell every zmqcam child process runs in: the grabbers, the stitcher and the bridge.
+"""The one shell every zmqcam child process runs in: the grabbers, the stitcher, the bridge and the
+publish targets.
 
 ``run_child`` does, in this order, what each child needs around its work:
 
@@ -18,7 +19,8 @@ the supervisor over the child's ``Link`` (the supervisor logs it and shows it as
 crashes with its traceback, and the supervisor restarts the child either way.
 
 The ``Link`` is the child's one line to its supervisor, a one-way pipe: it carries "started" (the
-worker is built), the start-up error, and the child's heartbeat. The ``Heartbeat`` is sent from the
+worker is built), the start-up error, and the child's heartbeat, with what a child that has no
+status topic of its own reports about its work (``REPORT``). The ``Heartbeat`` is sent from the
 worker's own main loop (the grabber's and the stitcher's poll loops, the bridge's event loop), never
 from a side thread, so that it proves the loop makes progress: a loop that is stuck stops beating.
 About once a second it says "alive", or "unhealthy" with a reason when the loop runs but the
