@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """zmqcam benchmarks, each figure beside a baseline measured in the same run.
 
-    scripts/bench [--quick] [--json PATH] [--only stitch,bus,daemon,calibrate]   (or python scripts/bench.py ...)
+    scripts/bench [--quick] [--json PATH] [--only stitch,bus,daemon,calibrate,h264]   (or python scripts/bench.py ...)
 
 The baselines need the ``bench`` extra (imagezmq, flask): ``scripts/bench`` installs it into the
 quick start's ./.venv; a Python without them skips those baselines, saying so in one line and in the
@@ -19,6 +19,8 @@ Sections (the original deployment's geometry: 4 cameras 640x480 -> 2347x250, 30 
    the ESP32 cameras' default warm-up and without it (the warm-up's cost)
  7 memory: peak RSS at the most viewers, and after connect/disconnect cycles; vs before the cycles
  8 calibrate: calibrate --auto on four cameras (seconds); vs the board detection alone
+ 9 h264: bytes per second per viewer, H.264 vs MJPEG, SSIM of each against pano raw; H.264 encode
+   ms per panorama on one core (vs the JPEG encode); the CPU's SIMD level
 
 Loopback only. Every process is started in its own session and stopped by its pid. Bounded: a full
 run takes about 3-4 minutes, --quick about 40 s. Nothing here asserts a goal; "goals" in the JSON
@@ -162,7 +164,7 @@ class Sampler:
 
 
 def viewers_step(
-    port: int, root: int, clients: int, duration: float, warmup: float, latency: bool = False
+    port: int, root: int, clients: int, duration: float, warmup: float, latency: bool = False, path: str = "/stream"
 ) -> dict[str, Any]:
     holder: dict[str, Any] = {}
 
@@ -173,7 +175,7 @@ def viewers_step(
         if "s" in holder and "r" not in holder:
             holder["r"] = holder["s"].stop()
 
-    args = ["--clients", str(clients), "--duration", str(duration), "--warmup", str(warmup)]
+    args = ["--clients", str(clients), "--duration", str(duration), "--warmup", str(warmup), "--path", path]
     if latency:
         args.append("--latency")
     out = run_viewers(port, args, on_counting, on_done, timeout=duration + warmup + 60)
@@ -188,6 +190,12 @@ def viewers_step(
         "latency_ms": out.get("latency_ms", []),
         **sampled,
     }
+
+
+def bridge_cores(row: dict[str, Any]) -> float | None:
+    """The bridge process's CPU (cores) in a viewers step."""
+    found = [cores for title, cores in (row.get("cpu_by_process") or {}).items() if "bridge" in title]
+    return sum(found) if found else None
 
 
 def wait_port(port: int, timeout: float = 15.0) -> None:
@@ -353,6 +361,12 @@ def section_calibrate(quick: bool, missing: list[str]) -> dict[str, Any]:
     return bench_calibrate.run(quick)
 
 
+def section_h264(quick: bool, missing: list[str]) -> dict[str, Any]:
+    import bench_h264
+
+    return bench_h264.run(quick)
+
+
 def section_daemon(quick: bool, missing: list[str]) -> dict[str, Any]:
     """Sections 3-7 on one daemon reading four fake ESP32-CAMs (MJPEG, 30 fps, separate processes),
     then the rebuilt Flask original reading the same cameras.
@@ -429,6 +443,17 @@ def section_daemon(quick: bool, missing: list[str]) -> dict[str, Any]:
                 row.pop("latency_ms")
                 rows.append(row)
             out["viewers"] = {"steps": rows}
+            # -- 4 for H.264: the same number of /stream.mp4 viewers, the bridge's CPU beside MJPEG's
+            mp4_rows = []
+            for n in (steps[-2],) if quick else (100,):
+                row = viewers_step(d.port, d.pid, n, vdur, vwarm + 1.0, path="/stream.mp4")
+                row.pop("latency_ms")
+                mjpeg = viewers_step(d.port, d.pid, n, vdur, vwarm)
+                row["bridge_cores"] = bridge_cores(row)
+                row["mjpeg_bridge_cores"] = bridge_cores(mjpeg)
+                row["bridge_cores_vs_mjpeg"] = ratio(row["bridge_cores"], row["mjpeg_bridge_cores"])
+                mp4_rows.append(row)
+            out["viewers"]["mp4_steps"] = mp4_rows
             time.sleep(0.5)
             rss_before = rss_kb(d.tree()) / 1024
             cyc = run_viewers(d.port, ["--cycles", str(ncycles), "--concurrency", "10"], timeout=120)
@@ -492,6 +517,10 @@ def _daemon_ratios(out: dict[str, Any]) -> dict[str, Any]:
         f"daemon under one core at {last['clients']} viewers": (last["cpu_cores"] or 9) < 1.0,
         "baseline cannot hold 10 clients at full rate": base10 is not None and base10["at_full_rate"] < 10,
     }
+    for r in v.get("mp4_steps", []):
+        v["goals"][f"{r['clients']} /stream.mp4 viewers at full rate, bridge under half a core"] = (
+            r["at_full_rate"] == r["clients"] and (r["bridge_cores"] or 9) < 0.5
+        )
     m = out["memory"]
     m["after_vs_before_cycles"] = ratio(m["rss_mb_after_cycles"], m["rss_mb_before_cycles"])
     m["goals"] = {"RSS does not grow over connect/disconnect cycles (< 5 %)": (m["after_vs_before_cycles"] or 9) < 1.05}
@@ -675,6 +704,16 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                     _f(r.get("fps_worst_vs_baseline")),
                 )
             )
+    for r in (v or {}).get("mp4_steps", []):
+        rows.append(
+            (
+                "4 viewers",
+                f"{r['clients']} /stream.mp4 clients: fps med/worst, bridge cores",
+                f"{_f(r['fps_median'], 1)}/{_f(r['fps_worst'], 1)} fps, bridge {_f(r['bridge_cores'])} cores",
+                f"bridge {_f(r['mjpeg_bridge_cores'])} cores with {r['clients']} /stream clients",
+                _f(r["bridge_cores_vs_mjpeg"]),
+            )
+        )
     i = results.get("idle")
     if i:
         rows.append(
@@ -751,6 +790,30 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 _f(c["chained_vs_detection"]),
             )
         )
+    h = results.get("h264")
+    if h:
+        for label in ("clean", "noise_3"):
+            r = h.get(label)
+            if not r:
+                continue
+            rows.append(
+                (
+                    "9 h264",
+                    f"KB/s per viewer ({label}), SSIM vs pano raw",
+                    f"{_f(r['h264_bytes_per_s_per_viewer'] / 1000, 0)} KB/s, SSIM {_f(r['h264']['ssim'], 4)}",
+                    f"{_f(r['mjpeg_bytes_per_s_per_viewer'] / 1000, 0)} KB/s, SSIM {_f(r['mjpeg']['ssim'], 4)} MJPEG",
+                    _f(r["bytes_vs_mjpeg"], 3),
+                )
+            )
+            rows.append(
+                (
+                    "9 h264",
+                    f"encode ms/pano, one core ({label}, {h['simd']})",
+                    f"{_f(r['h264']['encode_ms'])} (p95 {_f(r['h264']['encode_ms_p95'])})",
+                    _f(r["mjpeg"]["encode_ms"]) + " JPEG",
+                    _f(r["encode_ms_vs_mjpeg"]),
+                )
+            )
     return rows
 
 
@@ -770,12 +833,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     ap.add_argument(
         "--only",
-        default="stitch,bus,daemon,calibrate",
-        help="comma list of: stitch, bus, daemon (sections 3-7), calibrate",
+        default="stitch,bus,daemon,calibrate,h264",
+        help="comma list of: stitch, bus, daemon (sections 3-7), calibrate, h264",
     )
     a = ap.parse_args(argv)
     wanted = [s.strip() for s in a.only.split(",") if s.strip()]
-    sections = {"stitch": section_stitch, "bus": section_bus, "daemon": section_daemon, "calibrate": section_calibrate}
+    sections = {
+        "stitch": section_stitch,
+        "bus": section_bus,
+        "daemon": section_daemon,
+        "calibrate": section_calibrate,
+        "h264": section_h264,
+    }
     results: dict[str, Any] = {
         "quick": a.quick,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},

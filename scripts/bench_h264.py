@@ -1,4 +1,10 @@
-"""H.264 vs MJPEG on the original geometry: encode time on one core, bytes per frame, quality.
+"""Section 9 of scripts/bench.py: H.264 vs MJPEG on the original geometry, what each viewer costs.
+
+Bytes per second per viewer of ``pano h264`` at the default ``[stitch.h264]`` settings beside
+``pano jpeg`` at the default ``stitch.jpeg_quality``, each with the SSIM of its decoded frames
+against the panorama (``pano raw``) it was made from, and the encode time per panorama on one core
+(the encoder thread's work: BGR -> I420 -> libx264), with the CPU's SIMD level (libx264 and the
+colour conversion depend on it).
 
 Content: the built-in rig's four synthetic cameras at 30 fps, each frame JPEG-compressed as a camera
 would send it (quality 80) and decoded, then stitched into the 2347x250 panorama, as the daemon does.
@@ -6,14 +12,18 @@ would send it (quality 80) and decoded, then stitched into the 2347x250 panorama
 noisy; noise is what costs a video codec most). Quality is SSIM (luma, 11x11 Gaussian window) and
 PSNR (BGR) of the decoded frames against the panorama they were made from.
 
-Run pinned to one core for the encode times: ``taskset -c 0 python scripts/bench_h264.py``.
+Alone, it sweeps presets and CRFs (how the defaults were chosen; on one core:
+``taskset -c 0 python scripts/bench_h264.py --noise 3``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import cv2
@@ -21,12 +31,71 @@ import numpy as np
 import simplejpeg
 
 from zmqcam.config import default_config
+from zmqcam.config.models import H264Config
 from zmqcam.image.remap import PanoramaComposer
 from zmqcam.sources.synthetic import SyntheticSource, scene_offsets
+from zmqcam.stitcher.encoder import encoder_settings
 from zmqcam.video.h264 import PRESETS, EncoderSettings, H264Decoder, H264Encoder
 
 FPS = 30.0
-MJPEG_QUALITY = 80
+MJPEG_QUALITY = default_config().stitch.jpeg_quality
+
+
+def simd_level() -> str:
+    """The widest x86 SIMD extension this CPU has (what libx264 and OpenCV pick their code by)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    for flag in ("avx512f", "avx2", "avx", "sse4_2", "sse4_1", "ssse3", "sse2"):
+        if flag in flags:
+            return flag
+    return "unknown (not x86, or no /proc/cpuinfo)"
+
+
+@contextlib.contextmanager
+def one_core() -> Iterator[None]:
+    """Run the block pinned to one CPU (the encoder thread runs on one core in the stitcher)."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """The section: the clean synthetic scene (and, in a full run, with sensor noise sigma 3)."""
+    frames = 20 if quick else 150
+    settings = encoder_settings(H264Config(), FPS)
+    out: dict[str, Any] = {
+        "simd": simd_level(),
+        "settings": {"preset": settings.preset, "crf": settings.crf, "keyint": settings.keyint},
+        "frames": frames,
+    }
+    for label, noise in [("clean", 0.0)] + ([] if quick else [("noise_3", 3.0)]):
+        panos = panoramas(frames, noise)
+        ref = mjpeg(panos)
+        with one_core():
+            got = h264(panos, settings)
+        out[label] = {
+            "mjpeg": ref,
+            "h264": got,
+            "mjpeg_bytes_per_s_per_viewer": ref["bytes"] * FPS,
+            "h264_bytes_per_s_per_viewer": got["bytes"] * FPS,
+            "bytes_vs_mjpeg": got["bytes"] / ref["bytes"],
+            "ssim_minus_mjpeg": got["ssim"] - ref["ssim"],
+            "encode_ms_vs_mjpeg": got["encode_ms"] / ref["encode_ms"],
+        }
+    out["pano_size"] = list(panos[0].shape[1::-1])
+    clean = out["clean"]
+    out["goals"] = {
+        "H.264 bytes <= 1/5 of MJPEG's (clean)": clean["bytes_vs_mjpeg"] <= 0.2,
+        "H.264 SSIM >= MJPEG's - 0.01 (clean)": clean["ssim_minus_mjpeg"] >= -0.01,
+        "H.264 encode <= 8 ms per panorama, one core": clean["h264"]["encode_ms"] <= 8.0,
+    }
+    return out
 
 
 def panoramas(n: int, noise: float, seed: int = 1) -> list[np.ndarray]:
@@ -96,7 +165,7 @@ def h264(panos: list[np.ndarray], settings: EncoderSettings) -> dict[str, Any]:
             assert back is not None
             ss.append(ssim(p, back))
             ps.append(cv2.PSNR(p, back))
-    warm = ms[5:]
+    warm = ms[5:] if len(ms) > 10 else ms
     return {"encode_ms": float(np.median(warm)), "encode_ms_p95": float(np.percentile(warm, 95)),
             "bytes": float(np.mean(sizes)), "keyframe_bytes": float(np.mean(key)), "ssim": float(np.mean(ss)),
             "psnr": float(np.mean(ps))}  # fmt: skip

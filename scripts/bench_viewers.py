@@ -4,7 +4,8 @@
     python scripts/bench_viewers.py --port P --cycles K [--concurrency C]
 
 Prints one JSON line. Each reader sends ``GET /stream HTTP/1.0`` (so neither server chunks the
-body) and scans the multipart body for ``X-Timestamp:`` lines: a part whose timestamp differs from
+body) and scans the multipart body for ``X-Timestamp:`` lines (a ``--path`` ending in ``.mp4``:
+counts ``moof`` boxes, one per frame, instead): a part whose timestamp differs from
 the previous one is a new frame; with --latency, the time from that capture time to the moment the
 part's headers arrived is recorded (the part is one write on loopback, so its JPEG follows at once).
 """
@@ -19,6 +20,7 @@ import time
 from typing import Any
 
 MARK = b"X-Timestamp: "
+MOOF = b"moof"
 
 
 class Reader(asyncio.Protocol):
@@ -52,6 +54,18 @@ class Reader(asyncio.Protocol):
                         self.lat.append((time.time() - float(value)) * 1000)
 
     def data_received(self, data: bytes) -> None:
+        if self.path.endswith(".mp4"):
+            # fMP4: one moof box per frame (a box type cut between two reads is counted with the tail)
+            window = self.tail + data
+            found = window.count(MOOF)
+            self.tail = window[-(len(MOOF) - 1) :]
+            for _ in range(found):
+                self.parts += 1
+                if self.first is not None and not self.first.done():
+                    self.first.set_result(time.monotonic())
+                if self.counting:
+                    self.frames += 1
+            return
         start = 0
         if self.tail:
             win = self.tail + data[:96]

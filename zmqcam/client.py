@@ -7,8 +7,12 @@
             process(frame.image, frame.seq, frame.capture_ns)
 
 A slow reader never sees stale frames pile up: every ``read`` drains what arrived and returns the
-newest. Endpoints come from the config the daemon uses (``./config/zmqcam.toml`` if present, else
-the built-in default) unless given explicitly. The subscription reconnects by itself when the
+newest. H.264 (``kind="h264"``) is the exception, as a decoder needs every access unit: ``read``
+returns them in order, starting at a keyframe; a reader that falls ``MAX_QUEUED_UNITS`` behind, or a
+unit lost on the way, skips to the next keyframe (``skipped`` counts what it did not get).
+
+Endpoints come from the config the daemon uses (``./config/zmqcam.toml`` if present, else the
+built-in default) unless given explicitly. The subscription reconnects by itself when the
 daemon or one of its processes restarts.
 
 From another host, over a CURVE-protected tcp endpoint, name the rig's public key and this
@@ -19,6 +23,7 @@ program's own secret key (``zmqcam-daemon keygen DIR --client NAME`` makes and a
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -44,6 +49,8 @@ _HANDSHAKE_FAILED = (
 )
 #: at most this many queued messages are read per drain, so a flood cannot starve the caller
 _DRAIN_LIMIT = 64
+#: H.264 access units a ``Subscriber`` keeps for a slow reader before it skips to the next keyframe
+MAX_QUEUED_UNITS = 300
 
 
 def stream_endpoint(config: Config, stream: str) -> str:
@@ -56,7 +63,8 @@ def stream_endpoint(config: Config, stream: str) -> str:
 
 
 class Subscriber:
-    """The newest frames of one stream. ``kind`` is "raw" (BGR pixels) or "jpeg" (encoded once upstream).
+    """The newest frames of one stream. ``kind`` is "raw" (BGR pixels), "jpeg" (encoded once upstream)
+    or "h264" (access units, in order, from a keyframe on: decode them with ``zmqcam.video.H264Decoder``).
 
     A background thread owns the socket and keeps only the newest frame. Queues alone cannot do
     this: when a queue is full ZeroMQ drops the *new* frames and keeps the old ones, so a reader that
@@ -102,6 +110,10 @@ class Subscriber:
         self.refused = 0
         self._cond = threading.Condition()
         self._latest: protocol.Frame | None = None
+        #: h264: the access units not read yet, oldest first (bounded: MAX_QUEUED_UNITS)
+        self._units: collections.deque[protocol.Frame] = collections.deque()
+        self._last_unit: int | None = None  # x.au of the last unit queued
+        self._want_key = True
         self._latest_id = 0
         self._returned_id = 0
         self._closed = False
@@ -124,7 +136,8 @@ class Subscriber:
 
     def _receive_loop(self) -> None:
         monitor: zmq.Socket[Any] | None = None
-        sock = sockets.make_subscriber(self._ctx, [], [self.topic])
+        rcvhwm = sockets.H264_RECV_HWM if self.kind == protocol.H264 else sockets.RECV_HWM
+        sock = sockets.make_subscriber(self._ctx, [], [self.topic], rcvhwm=rcvhwm)
         try:
             if not sockets.is_local(self.endpoint):
                 # watched from before the first connection: a refused key is otherwise silence
@@ -153,6 +166,9 @@ class Subscriber:
                     return
                 if monitor is not None and monitor in events:
                     self._handshake_failed(recv_monitor_message(monitor))
+                    continue
+                if self.kind == protocol.H264:
+                    self._queue_units(sock)
                     continue
                 newest = self._drain(sock)
                 if newest is not None:
@@ -193,12 +209,40 @@ class Subscriber:
             newest = frame
         return newest
 
+    def _queue_units(self, sock: zmq.Socket[Any]) -> None:
+        """Queue every access unit that arrived, in order, from a keyframe on. A unit that does not
+        follow the last one queued (``x.au``: lost on the bus) or a full queue (a slow reader) makes
+        it wait for the next keyframe: a decoder fed across a gap shows smeared pictures."""
+        with self._cond:
+            for frame in sockets.pending_frames(sock, _DRAIN_LIMIT, self._malformed):
+                self.received += 1
+                number = frame.extra.get("au")
+                follows = self._last_unit is not None and number == self._last_unit + 1
+                self._last_unit = number if type(number) is int else None
+                if len(self._units) >= MAX_QUEUED_UNITS:  # the reader is that far behind: drop the backlog
+                    self.skipped += len(self._units)
+                    self._units.clear()
+                    self._want_key = True
+                if not follows:  # what was queued before the gap still decodes; what follows does not
+                    self._want_key = True
+                if self._want_key and not frame.keyframe:
+                    self.skipped += 1
+                    continue
+                self._want_key = False
+                self._units.append(frame)
+            if self._units:
+                self._cond.notify_all()
+
     def read(self, timeout: float | None = None) -> tuple[bool, protocol.Frame | None]:
         """Wait up to ``timeout`` seconds (None: forever) for a frame newer than the last one read;
-        return ``(True, frame)``, or ``(False, None)`` on timeout."""
+        return ``(True, frame)``, or ``(False, None)`` on timeout. For h264: the next access unit."""
         with self._cond:
             if self._closed:
                 raise RuntimeError("Subscriber is closed")
+            if self.kind == protocol.H264:
+                if not self._cond.wait_for(lambda: bool(self._units) or self._closed, timeout) or self._closed:
+                    return False, None
+                return True, self._units.popleft()
             if not self._cond.wait_for(lambda: self._latest_id != self._returned_id or self._closed, timeout):
                 return False, None
             if self._closed or self._latest is None:

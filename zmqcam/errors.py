@@ -5,6 +5,7 @@ ZmqcamError
 ├── CalibrationError     a board or a rig calibration cannot be made; one line that says what to do
 ├── ProtocolError        a bus message is malformed (callers count it and drop it)
 ├── VideoError           an H.264 piece got something it cannot use (a frame, an access unit, a URL)
+│   └── PushError        a push to a media server failed (refused, lost); the target reconnects with backoff
 ├── SourceError          a camera misbehaved; the grabber reconnects with backoff
 │   ├── SourceTimeout    connect or read took longer than its timeout
 │   ├── SourceBusy       the camera accepted us but serves someone else (ESP32: one client)
@@ -43,6 +44,10 @@ class CalibrationError(ZmqcamError):
 
 class VideoError(ZmqcamError):
     """An H.264 piece was given something it cannot use (bad frame, bad access unit, bad URL)."""
+
+
+class PushError(VideoError):
+    """A push connection failed (refused, lost, timed out); reconnect with backoff."""
 
 
 class ProtocolError(ZmqcamError):

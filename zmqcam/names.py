@@ -11,6 +11,8 @@ from pathlib import Path
 
 #: the stream name of the stitched panorama (topics ``pano raw``, ``pano jpeg``, ``pano status``)
 PANO = "pano"
+#: the key of the bridge's /stream.mp4 viewers among its viewer counts (/status ``http.streams``)
+MP4_VIEWERS = f"{PANO}.mp4"
 #: camera and stream names appear in topics, file names and URLs, so they are kept to a safe alphabet
 STREAM_NAME_PATTERN = r"^[a-z0-9_-]{1,32}$"
 
@@ -44,6 +46,15 @@ DAEMON = "daemon"
 def grabber_name(camera: str) -> str:
     """The name of a camera's grabber process in the process table and in ``ps``."""
     return f"grabber:{camera}"
+
+
+def publish_name(target: str) -> str:
+    """The name of a ``[[publish]]`` target's process in the process table and in ``ps``."""
+    return f"{PUBLISH_PREFIX}{target}"
+
+
+#: the process table's names of publish targets start with this (``publish:NAME``)
+PUBLISH_PREFIX = "publish:"
 
 
 def process_title(name: str) -> str:

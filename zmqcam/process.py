@@ -1,4 +1,5 @@
-"""The one shell every zmqcam child process runs in: the grabbers, the stitcher and the bridge.
+"""The one shell every zmqcam child process runs in: the grabbers, the stitcher, the bridge and the
+publish targets.
 
 ``run_child`` does, in this order, what each child needs around its work:
 
@@ -18,7 +19,8 @@ the supervisor over the child's ``Link`` (the supervisor logs it and shows it as
 crashes with its traceback, and the supervisor restarts the child either way.
 
 The ``Link`` is the child's one line to its supervisor, a one-way pipe: it carries "started" (the
-worker is built), the start-up error, and the child's heartbeat. The ``Heartbeat`` is sent from the
+worker is built), the start-up error, and the child's heartbeat, with what a child that has no
+status topic of its own reports about its work (``REPORT``). The ``Heartbeat`` is sent from the
 worker's own main loop (the grabber's and the stitcher's poll loops, the bridge's event loop), never
 from a side thread, so that it proves the loop makes progress: a loop that is stuck stops beating.
 About once a second it says "alive", or "unhealthy" with a reason when the loop runs but the
@@ -91,6 +93,11 @@ HEARTBEAT_INTERVAL = 1.0
 #: the keys of a heartbeat on a Link
 ALIVE = "alive"
 UNHEALTHY = "unhealthy"
+#: what a child that publishes no status of its own on the bus (a publish target: it only
+#: subscribes) tells about its work, a small JSON object sent with its heartbeat; the supervisor
+#: puts it into its process table (``daemon.json``), where ``zmqcam-daemon status`` and the bridge's
+#: ``/status`` read it. Dropped from a heartbeat that would not fit in ``MAX_LINK_MESSAGE``
+REPORT = "report"
 
 
 class Link:
@@ -108,8 +115,12 @@ class Link:
     def _send(self, message: dict[str, Any]) -> bool:
         if self._conn is None:
             return False
+        data = json.dumps(message).encode()
+        if len(data) > MAX_LINK_MESSAGE and REPORT in message:
+            # a cut message is no message at all: the heartbeat matters more than the report
+            data = json.dumps({k: v for k, v in message.items() if k != REPORT}).encode()
         try:
-            self._conn.send_bytes(json.dumps(message).encode()[:MAX_LINK_MESSAGE])
+            self._conn.send_bytes(data[:MAX_LINK_MESSAGE])
         except OSError:  # the supervisor is gone (pdeathsig stops this process anyway) or not reading
             return False
         return True
@@ -122,14 +133,15 @@ class Link:
         """Tell the supervisor why this child cannot start; False when nobody listens."""
         return self._send({"error": reason[: MAX_LINK_MESSAGE // 2]})
 
-    def alive(self) -> bool:
-        """One heartbeat: the worker's loop runs and its work goes on."""
-        return self._send({ALIVE: True})
+    def alive(self, report: dict[str, Any] | None = None) -> bool:
+        """One heartbeat: the worker's loop runs and its work goes on. ``report``: see ``REPORT``."""
+        return self._send({ALIVE: True} | ({REPORT: report} if report is not None else {}))
 
-    def unhealthy(self, reason: str) -> bool:
+    def unhealthy(self, reason: str, report: dict[str, Any] | None = None) -> bool:
         """One heartbeat of a loop that runs while its work is stuck; the supervisor counts it as
         no heartbeat at all and, once that has lasted ``daemon.watchdog``, logs ``reason``."""
-        return self._send({UNHEALTHY: reason[: MAX_LINK_MESSAGE // 2]})
+        message = {UNHEALTHY: reason[: MAX_LINK_MESSAGE // 4]}
+        return self._send(message | ({REPORT: report} if report is not None else {}))
 
     def close(self) -> None:
         if self._conn is not None:
@@ -147,17 +159,23 @@ class Heartbeat:
         self._interval = interval
         self._next = 0.0
 
-    def beat(self, now: float, health: Callable[[float], str | None] | None = None) -> None:
+    def beat(
+        self,
+        now: float,
+        health: Callable[[float], str | None] | None = None,
+        report: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         if now < self._next or self._link is None:
             return
         # a loop woken by a timer of exactly the interval (its status, the bridge's pulse) may run a
         # hair early: such a wake-up still beats
         self._next = now + self._interval * 0.95
         problem = health(now) if health is not None else None
+        told = report() if report is not None else None
         if problem is None:
-            self._link.alive()
+            self._link.alive(told)
         else:
-            self._link.unhealthy(problem)
+            self._link.unhealthy(problem, told)
 
 
 def read_link(conn: Connection) -> Iterator[dict[str, Any]]:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import ROOT
 
-SECTIONS = ("stitch", "bus", "e2e", "viewers", "idle", "wakeup", "memory", "calibrate")
+SECTIONS = ("stitch", "bus", "e2e", "viewers", "idle", "wakeup", "memory", "calibrate", "h264")
 
 
 def _numbers(value: object) -> list[float]:
@@ -64,7 +64,17 @@ def test_bench_quick_smoke(tmp_path: Path) -> None:
         assert _ratios(section), f"section {name} has no ratio to a baseline"
         assert isinstance(section.get("goals"), dict) and section["goals"], f"section {name} states no goals"
     # the printed table has a row per section
-    for label in ("1 stitch", "2 bus", "3 e2e", "4 viewers", "5 idle", "6 wake-up", "7 memory", "8 calibrate"):
+    for label in (
+        "1 stitch",
+        "2 bus",
+        "3 e2e",
+        "4 viewers",
+        "5 idle",
+        "6 wake-up",
+        "7 memory",
+        "8 calibrate",
+        "9 h264",
+    ):
         assert label in proc.stdout
 
 

@@ -328,7 +328,17 @@ def test_status_reports_cameras_stitcher_and_clients(rig: Rig) -> None:
         def settled(status: dict[str, Any]) -> None:
             # the grabbers measure fps over the last 2 s, which may span a camera's wake-up; a
             # status from before this viewer's demand reached every process says nothing about it
-            assert set(status) == {"version", "time", "cameras", "stitcher", "http", "subscriptions", "processes"}
+            assert set(status) == {
+                "version",
+                "time",
+                "cameras",
+                "stitcher",
+                "http",
+                "subscriptions",
+                "processes",
+                "publish",
+            }
+            assert status["publish"] == {}  # no [[publish]] target
             assert status["processes"] == {}  # a bridge run without a supervisor: no process table
             assert set(status["cameras"]) == {"cam0", "cam1"}
             for cam in status["cameras"].values():
@@ -600,11 +610,11 @@ def test_max_clients_is_503_beyond_the_limit(lonely: tuple[Config, str]) -> None
             headers, _ = reader.next_part()  # the "waking" card, at once
             assert headers["x-zmqcam-state"] == "waking"
         assert get_status(url)["http"]["clients"] == 2
-        for path in ("/stream", "/stream/cam1", "/snapshot.jpg"):
+        for path in ("/stream", "/stream/cam1", "/snapshot.jpg", "/stream.mp4"):
             with requests.get(url + path, timeout=5, stream=True) as third:
                 assert third.status_code == 503, path
                 assert third.headers["Retry-After"].isdigit()
-        assert get_status(url)["http"]["rejected"] >= 3
+        assert get_status(url)["http"]["rejected"] >= 4
     finally:
         first.close()
         second.close()
@@ -631,6 +641,18 @@ def test_snapshot_without_a_stitcher_is_503_after_the_timeout(lonely: tuple[Conf
     assert status["http"]["snapshot_timeouts"] >= 2
     assert status["stitcher"]["state"] == "down"
     assert all(c["state"] == "no signal" and c["grabber_state"] == "down" for c in status["cameras"].values())
+
+
+def test_stream_mp4_without_a_stitcher_is_503_after_the_timeout(lonely: tuple[Config, str]) -> None:
+    """With no H.264 upstream, /stream.mp4 answers 503 with Retry-After once snapshot_timeout plus one
+    keyframe interval passed without a keyframe (its headers need the stream's codec), and counts it."""
+    _config, url = lonely
+    wait_idle(url)
+    response = requests.get(url + "/stream.mp4", timeout=15)
+    assert response.status_code == 503 and response.headers["Retry-After"].isdigit()
+    assert response.text.startswith("503: no H.264 keyframe from pano within ")
+    status = wait_idle(url)
+    assert status["http"]["mp4"]["timeouts"] >= 1 and status["http"]["mp4"]["clients"] == 0
 
 
 def test_a_fresh_bridge_shows_unknown_until_it_can_tell(make_config: Callable[..., Config]) -> None:
@@ -762,7 +784,7 @@ def test_access_control_by_token_or_basic_credentials(make_config: Callable[...,
         {"Authorization": "Digest whatever"},
     ]
     for headers in denied:
-        for path in ("/status", "/", "/stream", "/snapshot/cam0.jpg"):
+        for path in ("/status", "/", "/stream", "/snapshot/cam0.jpg", "/stream.mp4"):
             response = requests.get(url + path, headers=headers, timeout=5)
             assert response.status_code == 401, (path, headers)
             challenge = response.headers["WWW-Authenticate"]
@@ -775,7 +797,7 @@ def test_access_control_by_token_or_basic_credentials(make_config: Callable[...,
     for headers in allowed:
         assert requests.get(url + "/status", headers=headers, timeout=5).status_code == 200
     assert requests.get(url + "/status?token=s3cret-token", timeout=5).status_code == 200
-    unauthorized = len(denied) * 4 + 1  # every denied request above, counted
+    unauthorized = len(denied) * 5 + 1  # every denied request above, counted
     assert requests.get(url + "/status", auth=("ops", "pa:ss w0rd"), timeout=5).json()["http"]["unauthorized"] == (
         unauthorized
     )

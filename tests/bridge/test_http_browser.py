@@ -45,7 +45,7 @@ def test_page_shows_the_live_panorama_and_fills_the_status_table(
     assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
     assert "http://" not in page.text and "https://" not in page.text, "the page must work offline"
 
-    browser.get(url + "/")
+    browser.get(url + "/?mode=mjpeg")  # the panorama as MJPEG (H.264 through MSE: bridge/test_mp4.py)
 
     def table_live() -> bool:
         # read the table in one script: the page rebuilds its rows every second

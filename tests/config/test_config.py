@@ -208,6 +208,41 @@ crop = { front = 0, back = 632 }
         (GOOD_CAMERA + "[daemon]\nwatchdog = 1.5\n", "bad.toml: daemon.watchdog: 1.5: must be 0 (off) or at least 3"),
         (GOOD_CAMERA + "[daemon]\nwatchdog = -1\n", "bad.toml: daemon.watchdog: -1: Input should be greater"),
         (GOOD_CAMERA + "[daemon]\nwatchdog = inf\n", "bad.toml: daemon.watchdog: inf: Input should be a finite number"),
+        (
+            GOOD_CAMERA + '[stitch.h264]\npreset = "placebo"\n',
+            "bad.toml: stitch.h264.preset: 'placebo': Input should be 'ultrafast', 'superfast', 'veryfast' or 'faster'",
+        ),
+        (
+            GOOD_CAMERA + "[stitch.h264]\ncrf = 60\n",
+            "bad.toml: stitch.h264.crf: 60: Input should be less than or equal",
+        ),
+        (GOOD_CAMERA + "[stitch.h264]\nkeyint = 0\n", "bad.toml: stitch.h264.keyint: 0: Input should be greater"),
+        (GOOD_CAMERA + "[stitch.h264]\nbitrate = 500\n", "bad.toml: stitch.h264.bitrate: 500: Input should be great"),
+        (GOOD_CAMERA + '[stitch.h264]\neven = "odd"\n', "bad.toml: stitch.h264.even: 'odd': Input should be 'pad'"),
+        (
+            GOOD_CAMERA + '[[publish]]\nurl = "http://mediamtx:8554/zmqcam"\n',
+            "bad.toml: publish[0].url: 'http://mediamtx:8554/zmqcam': must be rtsp://host[:port]/path or rtmp://",
+        ),
+        (GOOD_CAMERA + '[[publish]]\nurl = "rtsp:///zmqcam"\n', "bad.toml: publish[0].url: 'rtsp:///zmqcam': must be"),
+        (GOOD_CAMERA + '[[publish]]\nurl = "rtsp://h:99999/x"\n', "bad.toml: publish[0].url: 'rtsp://h:99999/x': must"),
+        (GOOD_CAMERA + "[[publish]]\n", "bad.toml: publish[0].url: '(missing)': required key is missing"),
+        (
+            GOOD_CAMERA + '[[publish]]\nurl = "rtsp://h/x"\ntimeout = 0\n',
+            "bad.toml: publish[0].timeout: 0: Input should be greater",
+        ),
+        (
+            GOOD_CAMERA
+            + '[[publish]]\nurl = "rtsp://h/x"\nname = "a"\n[[publish]]\nurl = "rtmp://h/x/y"\nname = "a"\n',
+            "bad.toml: publish[1].name: 'a': duplicate publish name (also publish[0])",
+        ),
+        (
+            GOOD_CAMERA + '[[publish]]\nurl = "rtsp://h/x"\nstream = "cam0"\n',
+            "bad.toml: publish[0].stream: 'cam0': only 'pano' is encoded to H.264",
+        ),
+        (
+            GOOD_CAMERA + '[stitch]\nenabled = false\n[[publish]]\nurl = "rtsp://h/x"\n',
+            "bad.toml: publish[0].stream: 'pano': needs the stitcher (stitch.enabled = true)",
+        ),
     ],
 )
 def test_each_bad_config_gives_its_one_line_error(snippet: str, expected: str) -> None:
@@ -215,6 +250,19 @@ def test_each_bad_config_gives_its_one_line_error(snippet: str, expected: str) -
     lines = _errors(snippet)
     assert any(expected in line for line in lines), lines
     assert all("\n" not in line and line.startswith("bad.toml: ") for line in lines)
+
+
+def test_publish_targets_are_named_by_name_or_index() -> None:
+    """``[[publish]]`` entries: rtsp(s):// and rtmp(s):// URLs, a name or else the index, the panorama
+    by default, 5 s timeout."""
+    text = GOOD_CAMERA + "".join(
+        f'[[publish]]\nurl = "{url}"\n' + (f'name = "{name}"\n' if name else "")
+        for url, name in [("rtsp://mediamtx:8554/zmqcam", "lan"), ("rtmps://live.example/app/key", None)]
+    )
+    targets = parse_config(text).publish_targets
+    assert list(targets) == ["lan", "1"]
+    assert targets["lan"].stream == "pano" and targets["lan"].timeout == 5.0
+    assert targets["1"].url == "rtmps://live.example/app/key"
 
 
 def test_several_mistakes_give_several_lines() -> None:

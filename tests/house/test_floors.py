@@ -44,6 +44,7 @@ FLOORS: dict[str, int] = {
     "zmqcam.grabber": 4,
     "zmqcam.stitcher": 4,
     "zmqcam.bridge": 4,
+    "zmqcam.publisher": 4,
     "zmqcam.recording.recorder": 4,
     "zmqcam.client": 4,
     "zmqcam.process": 4,

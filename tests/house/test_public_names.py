@@ -24,6 +24,7 @@ PUBLIC_NAMES = [
     "Frame",
     "NotRunning",
     "ProtocolError",
+    "PushError",
     "RecordingError",
     "SourceBusy",
     "SourceEnded",

@@ -8,7 +8,7 @@ import threading
 import time
 from multiprocessing.connection import Connection
 
-from zmqcam.process import ALIVE, UNHEALTHY, Heartbeat, Link, read_link
+from zmqcam.process import ALIVE, REPORT, UNHEALTHY, Heartbeat, Link, read_link
 
 
 def pipe() -> tuple[Connection, Connection]:
@@ -64,3 +64,20 @@ def test_a_heartbeat_without_a_supervisor_does_nothing() -> None:
     started = time.monotonic()
     beat.beat(started, lambda now: calls.append(now) or None)
     assert calls == []
+
+
+def test_a_report_rides_on_the_heartbeat_and_never_costs_it() -> None:
+    """A child's report (a publish target's connection) goes out with its heartbeat, healthy or not;
+    a report too big for one Link message is left off and the heartbeat still arrives whole. Guards
+    a long last_error that would make every heartbeat unreadable, and the child look hung."""
+    reader, writer = pipe()
+    reports = iter([{"state": "live"}, {"state": "backoff", "last_error": "x" * 10_000}, {"state": "live"}])
+    beat = Heartbeat(Link(writer), interval=1.0)
+    for now in (0.0, 1.0, 2.0):
+        beat.beat(now, lambda t: "stuck" if t == 2.0 else None, lambda: next(reports))
+    messages = list(read_link(reader))
+    assert messages == [
+        {ALIVE: True, REPORT: {"state": "live"}},
+        {ALIVE: True},
+        {UNHEALTHY: "stuck", REPORT: {"state": "live"}},
+    ]

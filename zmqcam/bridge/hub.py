@@ -8,6 +8,11 @@ once its previous write has finished, takes whatever is newest (``wait_newer``).
 Demand: ``acquire`` / ``release`` count the HTTP clients of a channel; the first one subscribes the
 channel's SUB socket, the last one unsubscribes it, so an empty bridge lets the cameras sleep.
 Status topics are subscribed permanently on a separate socket: they never count as demand.
+
+``Mp4Channel`` is the panorama's ``pano h264`` topic for ``/stream.mp4``: one fMP4 muxer per bridge,
+made at the first viewer's first keyframe and dropped with the last viewer, whose fragments every
+viewer shares (``zmqcam.video.fmp4.LiveFragments``: a new viewer gets the init segment and the GOP in
+progress, a viewer that fell more than a GOP behind skips to the newest keyframe).
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from zmqcam.bus import curve, protocol, sockets
 from zmqcam.bus.curve import ClientKeys
 from zmqcam.bus.status import LIVE
 from zmqcam.config import Config
-from zmqcam.errors import ProtocolError
+from zmqcam.errors import ProtocolError, VideoError
 from zmqcam.names import PANO
+from zmqcam.video.fmp4 import FragmentMuxer, LiveFragments, codec_string
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +117,10 @@ class Channel:
 
     def __init__(self, stream: str, sock: zmq.asyncio.Socket, card: Part, fps: float) -> None:
         self.stream = stream
+        self.kind = protocol.JPEG
         self.fresh_for = max(FRESH_FOR, 2.0 / fps)
         self.repeat_for = max(REPEAT_FOR, 3.0 / fps)
-        self.topic = protocol.topic(stream, protocol.JPEG)
+        self.topic = protocol.topic(stream, self.kind)
         self.sock = sock
         #: what a viewer sees while the stream has no frames (made once at startup)
         self.card = card
@@ -216,14 +223,110 @@ class Channel:
         return LIVE if self.fresh() is not None else WAKING
 
 
+class Mp4Channel(Channel):
+    """``<stream> h264`` muxed once into fragmented MP4 for every ``/stream.mp4`` viewer.
+
+    ``live`` holds the init segment and the current GOP's fragments; ``gen`` is bumped at every new
+    fragment. ``epoch`` changes when the muxer is replaced (the last viewer left, or the coded size
+    changed): a viewer that joined an older muxer must reconnect, as its init segment no longer fits.
+    An access unit lost on the bus (a gap in ``x.au``) stops the muxing until the next keyframe, so
+    no viewer is sent a picture built on a missing reference.
+    """
+
+    def __init__(self, stream: str, sock: zmq.asyncio.Socket, card: Part, fps: float) -> None:
+        super().__init__(stream, sock, card, fps)
+        self.kind = protocol.H264
+        self.topic = protocol.topic(stream, self.kind)
+        self.muxer: FragmentMuxer | None = None
+        self.live = LiveFragments()
+        self.codec = ""
+        self.epoch = 0
+        self.fragments = 0  # fragments muxed
+        self.gaps = 0  # access units lost on the bus (the muxing waited for the next keyframe)
+        self.timeouts = 0  # viewers answered 503: no keyframe in time
+        self.skips_before = 0  # viewer skips counted by muxers already dropped
+        self._last_unit: int | None = None
+        self._want_key = True
+
+    @property
+    def skips(self) -> int:
+        """Times a slow viewer was moved on to the newest keyframe."""
+        return self.skips_before + self.live.skips
+
+    @property
+    def origin_ns(self) -> int | None:
+        """The capture time of media time 0 of the current muxer (``X-Capture-Origin-Ns``)."""
+        return self.muxer.timeline.origin_ns if self.muxer is not None else None
+
+    def ready(self) -> bool:
+        """Whether a viewer can start: an init segment and a GOP to send."""
+        return self.live.init_segment is not None and bool(self.live.gop)
+
+    def release(self) -> None:
+        super().release()
+        if self.users == 0:
+            self._reset()
+
+    def _reset(self) -> None:
+        if self.muxer is not None:
+            with contextlib.suppress(VideoError):
+                self.muxer.close()
+        self.skips_before += self.live.skips
+        self.muxer = None
+        self.live = LiveFragments()
+        self.codec = ""
+        self.epoch += 1
+        self._last_unit = None
+        self._want_key = True
+
+    def offer(self, frame: protocol.Frame) -> None:
+        if self.subscribed_since is None:
+            return
+        self.received += 1
+        number = frame.extra.get("au")
+        if self._last_unit is not None and number != self._last_unit + 1:
+            self.gaps += 1
+            self._want_key = True
+        self._last_unit = number if type(number) is int else None
+        if self._want_key and not frame.keyframe:
+            return
+        self._want_key = False
+        size = (frame.extra["coded_w"], frame.extra["coded_h"])
+        if self.muxer is not None and self.muxer.size != size:
+            log.info("%s h264: coded size changed to %dx%d: viewers start over", self.stream, *size)
+            self._reset()
+            self._want_key = False
+            self.wake()  # viewers of the old muxer end
+        if self.muxer is None:
+            fps = frame.extra.get("fps")
+            self.muxer = FragmentMuxer(*size, fps=float(fps) if isinstance(fps, (int, float)) and fps > 0 else 30.0)
+        try:
+            fragments = self.muxer.add(bytes(frame.payload), frame.keyframe, frame.capture_ns)
+        except VideoError as exc:
+            self.malformed += 1
+            log.warning("%s h264: %s", self.stream, exc)
+            self._reset()
+            self.wake()
+            return
+        if self.live.init_segment is None and self.muxer.init_segment is not None:
+            self.live.init_segment = self.muxer.init_segment
+            self.codec = codec_string(self.muxer.init_segment)
+        if fragments:
+            self.live.add(fragments)
+            self.fragments += len(fragments)
+            self.gen += 1
+            self.wake()
+
+
 def _subscriber(
     ctx: zmq.asyncio.Context,
     endpoints: list[str],
     topics: list[bytes] | None = None,
     curve: ClientKeys | None = None,
+    rcvhwm: int = sockets.RECV_HWM,
 ) -> zmq.asyncio.Socket:
     """``sockets.make_subscriber`` on an asyncio context (which makes asyncio sockets)."""
-    return cast(zmq.asyncio.Socket, sockets.make_subscriber(ctx, endpoints, topics or [], curve=curve))
+    return cast(zmq.asyncio.Socket, sockets.make_subscriber(ctx, endpoints, topics or [], curve=curve, rcvhwm=rcvhwm))
 
 
 class Hub:
@@ -247,6 +350,12 @@ class Hub:
                 sock = _subscriber(ctx, [endpoint], curve=keys)
                 self._sockets.append(sock)
                 self.channels[stream] = Channel(stream, sock, cards(stream), rates[stream])
+            #: /stream.mp4: the panorama's h264 topic, on a socket of its own
+            self.mp4: Mp4Channel | None = None
+            if PANO in endpoints:
+                sock = _subscriber(ctx, [endpoints[PANO]], curve=keys, rcvhwm=sockets.H264_RECV_HWM)
+                self._sockets.append(sock)
+                self.mp4 = Mp4Channel(PANO, sock, self.channels[PANO].card, rates[PANO])
             status_topics = [protocol.topic(s, protocol.STATUS) for s in endpoints]
             self.status_sock = _subscriber(ctx, sorted(set(endpoints.values())), status_topics, curve=keys)
             self._sockets.append(self.status_sock)
@@ -262,7 +371,7 @@ class Hub:
 
     def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._read_frames(ch), name=f"frames-{ch.stream}") for ch in self.channels.values()
+            asyncio.create_task(self._read_frames(ch), name=f"frames-{ch.stream}-{ch.kind}") for ch in self._all()
         ]
         self._tasks.append(asyncio.create_task(self._read_status(), name="status"))
 
@@ -276,7 +385,7 @@ class Hub:
                 channel.malformed += 1
                 log.debug("%s: dropped a malformed message: %s", channel.stream, exc)
                 continue
-            if frame.stream != channel.stream or frame.kind != protocol.JPEG:
+            if frame.stream != channel.stream or frame.kind != channel.kind:
                 channel.malformed += 1
                 continue
             channel.offer(frame)
@@ -299,11 +408,14 @@ class Hub:
             return None, None
         return entry[0], time.monotonic() - entry[1]
 
+    def _all(self) -> list[Channel]:
+        return [*self.channels.values(), *([self.mp4] if self.mp4 is not None else [])]
+
     def subscriptions(self) -> list[str]:
-        return [f"{ch.stream} jpeg" for ch in self.channels.values() if ch.users > 0]
+        return [f"{ch.stream} {ch.kind}" for ch in self._all() if ch.users > 0]
 
     def wake_all(self) -> None:
-        for channel in self.channels.values():
+        for channel in self._all():
             channel.wake()
 
     async def stop(self) -> None:

@@ -24,9 +24,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from zmqcam.bridge import report
-from zmqcam.bridge.report import ProcessTable
+from zmqcam.bridge.report import ProcessTable, publish_status
 from zmqcam.bus.status import CAMERA_STATES, NO_SIGNAL, STATUS_DOWN_AFTER, UNKNOWN, process_usage
-from zmqcam.names import BRIDGE, PANO, STITCHER, grabber_name
+from zmqcam.names import BRIDGE, MP4_VIEWERS, PANO, STITCHER, grabber_name
 
 if TYPE_CHECKING:
     import collections
@@ -82,6 +82,7 @@ class _RigCollector(Collector):
         yield from self._stitcher()
         yield from self._http()
         yield from self._processes()
+        yield from self._publish()
 
     # -- cameras
 
@@ -147,9 +148,23 @@ class _RigCollector(Collector):
             PREFIX + "stitcher_stale_slots", "Panorama slots showing NO SIGNAL.", value=float(len(shown["stale"]))
         )
         yield CounterMetricFamily(PREFIX + "stitcher_panoramas", "Panoramas made.", value=float(shown["panoramas"]))
+        yield GaugeMetricFamily(
+            PREFIX + "stitcher_h264_encoding",
+            "1 while an H.264 encoder runs (someone subscribes to pano h264), else 0.",
+            value=1.0 if shown["h264_encoding"] else 0.0,
+        )
+        yield CounterMetricFamily(
+            PREFIX + "stitcher_h264_encoded", "Panoramas encoded to H.264.", value=float(shown["h264_encoded"])
+        )
+        yield CounterMetricFamily(
+            PREFIX + "stitcher_h264_skipped",
+            "Panoramas not encoded to H.264 because a newer one replaced them while the encoder was busy.",
+            value=float(shown["h264_skipped"]),
+        )
         for what, text in (
             ("compose_seconds", "Time composing a panorama (one remap per camera)."),
             ("encode_seconds", "Time JPEG-encoding a panorama (only while someone wants JPEG)."),
+            ("h264_encode_seconds", "Time H.264-encoding a panorama (only while someone wants H.264)."),
         ):
             timing = body.get(what)
             if isinstance(timing, dict):
@@ -177,6 +192,24 @@ class _RigCollector(Collector):
             skipped.add_metric([stream], float(channel.skipped))
             sent_bytes.add_metric([stream], float(channel.sent_bytes))
         yield from (clients, sent, skipped, sent_bytes)
+        mp4 = bridge.hub.mp4
+        if mp4 is not None:
+            yield GaugeMetricFamily(
+                PREFIX + "http_mp4_clients", "Viewers of /stream.mp4.", value=float(bridge.viewers.get(MP4_VIEWERS, 0))
+            )
+            yield CounterMetricFamily(
+                PREFIX + "http_mp4_fragments_sent",
+                "fMP4 fragments written to /stream.mp4 viewers.",
+                value=float(mp4.sent),
+            )
+            yield CounterMetricFamily(
+                PREFIX + "http_mp4_sent_bytes", "Bytes written to /stream.mp4 viewers.", value=float(mp4.sent_bytes)
+            )
+            yield CounterMetricFamily(
+                PREFIX + "http_mp4_skips",
+                "Times a slow /stream.mp4 viewer was moved on to the newest keyframe.",
+                value=float(mp4.skips),
+            )
         responses = CounterMetricFamily(PREFIX + "http_responses", "HTTP responses by status code.", labels=["code"])
         for code, count in sorted(bridge.responses.items()):
             responses.add_metric([str(code)], float(count))
@@ -228,6 +261,28 @@ class _RigCollector(Collector):
             restarts.add_metric([process], child["restarts"])
             hangs.add_metric([process], child["hangs"])
         yield from (restarts, hangs)
+
+    # -- publish targets
+
+    def _publish(self) -> Iterator[Metric]:
+        live = GaugeMetricFamily(
+            PREFIX + "publish_live", "1 while the publish target's push is live, else 0.", labels=["target"]
+        )
+        texts = {
+            "connects": "Connections the publish target made to its media server.",
+            "failures": "Connections refused, lost or failed while pushing.",
+            "sent": "Access units sent to the media server.",
+            "dropped": "Access units dropped (no connection, queue overflow, waiting for a keyframe).",
+        }
+        counters = {
+            key: CounterMetricFamily(PREFIX + f"publish_{key}", text, labels=["target"]) for key, text in texts.items()
+        }
+        for target, shown in publish_status(self.bridge.processes.read()).items():
+            live.add_metric([target], 1.0 if shown["state"] == "live" else 0.0)
+            for key, family in counters.items():
+                family.add_metric([target], shown[key])
+        yield live
+        yield from counters.values()
 
 
 class Metrics:

@@ -2,17 +2,24 @@
 while a stream has no frames is ``zmqcam.image.cards.waiting_card``).
 
 The page has no external assets (it works offline, on a camera LAN without internet): the panorama
-and each camera are MJPEG ``<img>`` elements, and the status table is rebuilt from ``/status`` once a
-second. Browsers allow only 6 connections per host over HTTP/1.1 and every MJPEG ``<img>`` holds one
-for good, so beyond ``MAX_CAMERA_STREAMS`` cameras the page refreshes camera snapshots instead of
-streaming them, which keeps a connection free for ``/status``.
+plays as H.264 from ``/stream.mp4`` through Media Source Extensions (``zmqcam/video/mse_player.js``,
+package data, inlined here) when the browser can play the stream's codec, and as the MJPEG
+``/stream`` in an ``<img>`` otherwise; a button shows which one is in use and switches to the other
+(``?mode=mjpeg`` in the address keeps MJPEG). Each camera is an MJPEG ``<img>``, and the status
+table is rebuilt from ``/status`` once a second. Browsers allow only 6 connections per host over
+HTTP/1.1 and every stream holds one for good, so beyond ``MAX_CAMERA_STREAMS`` cameras the page
+refreshes camera snapshots instead of streaming them, which keeps a connection free for ``/status``.
 """
 
 from __future__ import annotations
 
 import html
+import importlib.resources
 
 from zmqcam.config import Config
+
+#: the browser side of /stream.mp4, shipped as package data
+PLAYER_JS = importlib.resources.files("zmqcam.video").joinpath("mse_player.js")
 
 #: camera tiles stream (MJPEG) up to this many cameras; beyond it they show refreshed snapshots
 MAX_CAMERA_STREAMS = 4
@@ -34,14 +41,16 @@ def render_page(config: Config) -> str:
             f'<figure><img class="cam" id="cam-{esc}" alt="{esc}" {source}><figcaption>{esc}</figcaption></figure>'
         )
     pano = (
-        '<section><h2>Panorama</h2><img id="pano" alt="panorama" data-src="stream"></section>'
+        '<section><h2>Panorama <button id="mode" type="button" title="switch between H.264 and MJPEG">'
+        "starting</button></h2>"
+        '<video id="pano-video" muted autoplay playsinline style="display:none"></video>'
+        '<img id="pano" alt="panorama" style="display:none"></section>'
         if config.stitch.enabled
         else ""
     )
-    return _PAGE.format(
-        pano=pano,
-        tiles="\n".join(tiles),
-    )
+    # the player's source is ours, but a "</script>" in it would still end the page's script early
+    player = PLAYER_JS.read_text(encoding="utf-8").replace("</", "<\\/")
+    return _PAGE.format(pano=pano, tiles="\n".join(tiles), player=player)
 
 
 _PAGE = """<!doctype html>
@@ -54,7 +63,9 @@ _PAGE = """<!doctype html>
 body {{ font-family: system-ui, sans-serif; margin: 1rem; background: #15171a; color: #dde; }}
 h1 {{ font-size: 1.3rem; margin: 0 0 .5rem; }}
 h2 {{ font-size: 1rem; margin: 1rem 0 .4rem; color: #aab; }}
-img {{ max-width: 100%; display: block; background: #222; }}
+img, video {{ max-width: 100%; display: block; background: #222; }}
+#mode {{ font-size: .8rem; margin-left: .6rem; background: #2a2d33; color: #dde; border: 1px solid #555;
+  border-radius: .3rem; cursor: pointer; }}
 .cams {{ display: flex; flex-wrap: wrap; gap: .6rem; }}
 .cams img {{ width: 320px; }}
 figure {{ margin: 0; }}
@@ -82,6 +93,9 @@ th:first-child, td:first-child {{ text-align: left; }}
 <p id="summary">loading status...</p>
 </section>
 <script>
+{player}
+</script>
+<script>
 "use strict";
 const token = new URLSearchParams(location.search).get("token");
 function url(path, params) {{
@@ -100,6 +114,35 @@ function openStreams() {{
     img.src = url(img.dataset.src, {{...params, t: Date.now()}});
   }}
 }}
+// the panorama: H.264 through MSE when this browser can play it, else MJPEG; the button says which
+// and switches (the choice stays in the address, so a reload keeps it)
+const modeButton = document.getElementById("mode");
+let player = null;
+function startPlayer() {{
+  if (!modeButton) return;
+  if (player) player.stop();
+  const force = new URLSearchParams(location.search).get("mode") === "mjpeg" ? "mjpeg" : "";
+  player = ZmqcamPlayer.start({{
+    video: document.getElementById("pano-video"),
+    img: document.getElementById("pano"),
+    mp4: url("stream.mp4"),
+    mjpeg: url("stream", {{t: Date.now()}}),
+    force,
+    onmode: (m) => {{
+      modeButton.dataset.mode = m;
+      modeButton.textContent = m === "mse" ? "H.264 (MSE)" : "MJPEG";
+    }},
+  }});
+  window.zmqcamPlayer = player;
+}}
+if (modeButton) modeButton.addEventListener("click", () => {{
+  const address = new URL(location.href);
+  if (player && player.state.mode === "mse") address.searchParams.set("mode", "mjpeg");
+  else address.searchParams.delete("mode");
+  history.replaceState(null, "", address);
+  startPlayer();
+}});
+startPlayer();
 openStreams();
 const snapshots = document.querySelectorAll("img[data-snapshot]");
 function refreshSnapshots() {{
@@ -152,7 +195,12 @@ async function refresh() {{
     if (!r.ok) throw new Error("HTTP " + r.status);
     const s = await r.json();
     // back after a failed poll, or restarted between two polls (its uptime went down)
-    if (bridgeDown || s.http.uptime < bridgeUptime) openStreams();
+    if (bridgeDown || s.http.uptime < bridgeUptime) {{
+      openStreams();
+      // MSE reconnects by itself; an MJPEG <img> keeps its last frame until given a new URL
+      const pano = document.getElementById("pano");
+      if (player && player.state.mode === "mjpeg") pano.src = url("stream", {{t: Date.now()}});
+    }}
     bridgeDown = false;
     bridgeUptime = s.http.uptime;
     render(s);

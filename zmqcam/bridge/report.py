@@ -8,7 +8,8 @@ the bridge subscribes), and "down" after that; a process whose newest status is 
 mistyped field shows as 0 or null, never as an exception in the status handler.
 
 The processes of the daemon (state, pid, restarts, and how often the watchdog found one hung) come
-from the supervisor's process table, ``daemon.json`` in the run_dir, re-read only when it changed.
+from the supervisor's process table, ``daemon.json`` in the run_dir, re-read only when it changed;
+so do the publish targets' reports (a publish target only subscribes: it has no status topic).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from zmqcam.bridge.hub import Channel, Hub
-from zmqcam.bus.status import CAMERA_STATES, DOWN, LIVE, NO_SIGNAL, STATUS_DOWN_AFTER, UNKNOWN
-from zmqcam.names import PANO, STATE_FILE
+from zmqcam.bus.status import CAMERA_STATES, DOWN, LIVE, NO_SIGNAL, RUNNING, STATUS_DOWN_AFTER, UNKNOWN
+from zmqcam.names import PANO, PUBLISH_PREFIX, STATE_FILE
 
 
 def _num(value: Any) -> float | int | None:
@@ -106,6 +107,9 @@ def stitcher_status(hub: Hub, viewers: Mapping[str, int]) -> dict[str, Any]:
         "height": _count(body.get("height")),
         "panoramas": _count(body.get("panoramas")),
         "jpeg_encoded": _count(body.get("jpeg_encoded")),
+        "h264_encoding": bool(body.get("h264_encoding")) and up,
+        "h264_encoded": _count(body.get("h264_encoded")),
+        "h264_skipped": _count(body.get("h264_skipped")),
         "stale": stale if upstream else [],
         "subscribers": body.get("subscribers") if isinstance(body.get("subscribers"), dict) else {},
         "status_age": round(age, 3) if age is not None else None,
@@ -154,4 +158,31 @@ def _process(entry: dict[str, Any]) -> dict[str, Any]:
         "restarts": _count(entry.get("restarts")),
         "hangs": _count(entry.get("hangs")),
         "hung": hung if isinstance(hung, str) else None,
+        **({"report": entry["report"]} if isinstance(entry.get("report"), dict) else {}),
     }
+
+
+#: what ``/status`` shows of each publish target's report, and the counters among them
+PUBLISH_COUNTERS = ("connects", "failures", "sent", "dropped")
+
+
+def publish_status(processes: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each ``[[publish]]`` target (``publish:NAME`` in the process table) by NAME: its push ``state``
+    (waiting, connecting, live, backoff; its process's state when that is not running), ``url``,
+    the counters, ``last_error`` and ``retry_in``, as its process last reported them."""
+    targets = {}
+    for process, entry in processes.items():
+        if not process.startswith(PUBLISH_PREFIX):
+            continue
+        told = entry.get("report")
+        told = told if isinstance(told, dict) else {}
+        running = entry.get("state") == RUNNING
+        targets[process[len(PUBLISH_PREFIX) :]] = {
+            "state": str(told.get("state") or UNKNOWN) if running else str(entry.get("state")),
+            "url": str(told.get("url") or ""),
+            **{key: _count(told.get(key)) for key in PUBLISH_COUNTERS},
+            "last_error": str(told.get("last_error") or ""),
+            "retry_in": _num(told.get("retry_in")) or 0.0,
+            "restarts": _count(entry.get("restarts")),
+        }
+    return targets

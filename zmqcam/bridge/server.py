@@ -5,15 +5,18 @@ Endpoints::
     GET /                        a self-contained page: live panorama, each camera, status table
     GET /stream                  the panorama, multipart/x-mixed-replace (optional ?fps=N cap)
     GET /stream/<camera>         one camera's own JPEGs, forwarded untouched
+    GET /stream.mp4              the panorama as H.264 in fragmented MP4 (``pano h264``, muxed once)
     GET /snapshot.jpg            the newest panorama (wakes sleeping cameras, waits snapshot_timeout)
     GET /snapshot/<camera>.jpg   the newest frame of one camera
                                  (both: ?width=&height=&quality= re-encode it, once per frame and size)
     GET /status                  JSON: cameras, stitcher, HTTP counters, the bridge's subscriptions,
-                                 the daemon's processes (state, restarts, watchdog hangs)
+                                 the daemon's processes (state, restarts, watchdog hangs), the
+                                 publish targets (state, connects, failures, sent, last_error)
     GET /metrics                 Prometheus (zmqcam.bridge.metrics)
 
-Every frame arrives JPEG-encoded from upstream and is wrapped into a multipart part once
-(``zmqcam.bridge.hub``); per client the bridge only writes bytes. Each streaming client has its own
+Every frame arrives JPEG-encoded from upstream and is wrapped into a multipart part once, and every
+H.264 access unit is muxed into an fMP4 fragment once (``zmqcam.bridge.hub``); per client the bridge
+only writes bytes. Each streaming client has its own
 writer (the aiohttp handler task): it writes the newest part, waits until the kernel took all of it,
 then takes whatever is newest by then, so a slow client skips frames instead of queueing them, and a
 client whose write stalls for ``write_timeout`` seconds is dropped. Per client the bridge therefore
@@ -35,6 +38,7 @@ import math
 import os
 import re
 import signal
+import socket
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -47,7 +51,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from zmqcam.bridge import auth, report
-from zmqcam.bridge.hub import BOUNDARY, KEEPALIVE, OPENING, WAKING, Channel, Hub, Part, make_part
+from zmqcam.bridge.hub import BOUNDARY, KEEPALIVE, OPENING, WAKING, Channel, Hub, Mp4Channel, Part, make_part
 from zmqcam.bridge.listener import (
     HEAD_TIMEOUT,
     KEEPALIVE_TIMEOUT,
@@ -64,11 +68,14 @@ from zmqcam.errors import StartError
 from zmqcam.files import write_atomic
 from zmqcam.image.cards import waiting_card
 from zmqcam.image.resize import MAX_SIDE, resized_jpeg
-from zmqcam.names import ANNOUNCE_FILE, BRIDGE, PANO
+from zmqcam.names import ANNOUNCE_FILE, BRIDGE, MP4_VIEWERS, PANO
 from zmqcam.process import HEARTBEAT_INTERVAL, Heartbeat, run_child, stop_requested
 
 log = logging.getLogger(__name__)
 
+#: the kernel send buffer of a /stream.mp4 viewer (Linux doubles it): about half a second of video at
+#: the default quality, so a slow viewer is seen to lag, and skipped, within a second or so
+MP4_SEND_BUFFER = 64 * 1024
 #: a client whose single write (one frame) takes longer than this is disconnected
 WRITE_TIMEOUT = 10.0
 MAX_FPS = 240.0
@@ -231,6 +238,7 @@ class Bridge:
         add("/", self.index)
         add("/status", self.status_handler)
         add("/stream", self.stream_pano, allow_head=False)
+        add("/stream.mp4", self.stream_mp4, allow_head=False)
         add("/stream/{name}", self.stream_camera, allow_head=False)
         add("/snapshot.jpg", self.snapshot_pano, allow_head=False)
         add("/snapshot/{name}.jpg", self.snapshot_camera, allow_head=False)
@@ -380,6 +388,75 @@ class Bridge:
             self.clients -= 1
         return response
 
+    async def stream_mp4(self, request: web.Request) -> web.StreamResponse:
+        """The panorama as fragmented MP4 (``zmqcam.bridge.hub.Mp4Channel``). The response starts at
+        the first keyframe after the cameras woke (its headers need the init segment's codec), at most
+        ``snapshot_timeout`` plus one keyframe interval later, else 503. Then the viewer gets the
+        init segment and the GOP in progress, and from then on, whenever its previous write finished,
+        every fragment since; one that fell a whole GOP behind skips to the newest keyframe. Same
+        limits as /stream: max_clients, auth, TLS, the stalled-write drop."""
+        channel = self.hub.mp4
+        if channel is None:
+            raise web.HTTPNotFound(text="404: stitching is disabled in the config\n")
+        self._admit()
+        self.clients += 1
+        self.viewers[MP4_VIEWERS] += 1
+        channel.acquire()  # wakes sleeping cameras, as any viewer does
+        loop = asyncio.get_running_loop()
+        watch = _StallWatch(loop, self.write_timeout, lambda: self._drop(request))
+        response = web.StreamResponse(headers={"X-Accel-Buffering": "no", **_NO_CACHE})
+        try:
+            timeout = self.http.snapshot_timeout + self.config.stitch.h264.keyint
+            deadline = loop.time() + timeout
+            while not channel.ready() and not self.closing.is_set() and loop.time() < deadline:
+                await channel.wait_newer(channel.gen, deadline - loop.time())
+            if not channel.ready():
+                channel.timeouts += 1
+                raise web.HTTPServiceUnavailable(
+                    text=f"503: no H.264 keyframe from {PANO} within {timeout:g} s\n",
+                    headers={"Retry-After": RETRY_AFTER},
+                )
+            response.headers["Content-Type"] = f'video/mp4; codecs="{channel.codec}"'
+            # mse_player.js: media time 0 was captured then (capture -> display latency)
+            response.headers["X-Capture-Origin-Ns"] = str(channel.origin_ns)
+            response.force_close()
+            await response.prepare(request)
+            transport = request.transport
+            if transport is not None:
+                transport.set_write_buffer_limits(high=0)  # as /stream: done = in the kernel
+                sock = transport.get_extra_info("socket")
+                if sock is not None:
+                    # a bounded kernel queue: autotuned, it grows to 4 MB, half a minute of video
+                    # that a slow viewer would watch late before the bridge even notices it lags
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, MP4_SEND_BUFFER)
+            await self._serve_fragments(request, response, channel, watch)
+        except ConnectionError:
+            pass
+        finally:
+            watch.cancel()
+            channel.release()
+            self.viewers[MP4_VIEWERS] -= 1
+            self.clients -= 1
+        return response
+
+    async def _serve_fragments(
+        self, request: web.Request, response: web.StreamResponse, channel: Mp4Channel, watch: _StallWatch
+    ) -> None:
+        epoch = channel.epoch
+        cursor: int | None = None
+        while not self.closing.is_set() and channel.epoch == epoch:
+            gen = channel.gen
+            chunks, cursor = channel.live.since(cursor)
+            if chunks:
+                data = b"".join(chunks)
+                watch.writing_since = asyncio.get_running_loop().time()
+                await response.write(data)
+                await request.writer.drain()
+                watch.writing_since = None
+                channel.sent += len(chunks)
+                channel.sent_bytes += len(data)
+            await channel.wait_newer(gen)
+
     def _drop(self, request: web.Request) -> None:
         self.counters["dropped"] += 1
         log.info("dropping client %s: one write took over %g s", request.remote, self.write_timeout)
@@ -520,6 +597,7 @@ class Bridge:
     # -- status
 
     def status(self) -> dict[str, Any]:
+        processes = self.processes.read()
         return {
             "version": 1,
             "time": round(time.time(), 3),
@@ -527,7 +605,8 @@ class Bridge:
             "stitcher": report.stitcher_status(self.hub, self.viewers),
             "http": self._http_status(),
             "subscriptions": self.hub.subscriptions(),
-            "processes": self.processes.read(),
+            "processes": processes,
+            "publish": report.publish_status(processes),
         }
 
     def _http_status(self) -> dict[str, Any]:
@@ -540,7 +619,27 @@ class Bridge:
             "responses": {str(code): n for code, n in sorted(self.responses.items())},
             "malformed": self.hub.malformed + sum(ch.malformed for ch in self.hub.channels.values()),
             "write_timeout": self.write_timeout,
+            "mp4": self._mp4_status(),
             "uptime": round(time.monotonic() - self._started, 1),
+        }
+
+    def _mp4_status(self) -> dict[str, Any]:
+        channel = self.hub.mp4
+        if channel is None:
+            return {"enabled": False}
+        return {
+            "enabled": True,
+            "clients": self.viewers.get(MP4_VIEWERS, 0),
+            "subscribed": channel.users > 0,
+            "codec": channel.codec or None,
+            "received": channel.received,
+            "fragments": channel.fragments,
+            "fragments_sent": channel.sent,
+            "sent_bytes": channel.sent_bytes,
+            "skips": channel.skips,
+            "gaps": channel.gaps,
+            "malformed": channel.malformed,
+            "timeouts": channel.timeouts,
         }
 
     # -- running

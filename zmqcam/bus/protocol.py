@@ -13,8 +13,10 @@ Every message is multipart ``[topic, header, payload]``:
 - ``h264`` headers also carry, in ``x``: ``key`` (true on a keyframe, which holds SPS, PPS and an
   IDR, so a consumer can start there), ``coded_w``/``coded_h`` (the encoded size: H.264 4:2:0 needs
   even sides, ``w``/``h`` stay the picture's own size), ``fps`` (the nominal rate, for muxers) and
-  ``codec`` (``avc1.PPCCLL``, for MSE and Content-Type). There is no pts on the wire: consumers
-  stamp from ``t_cap``.
+  ``codec`` (``avc1.PPCCLL``, for MSE and Content-Type); the stitcher adds ``gop`` (the seq of the
+  keyframe a unit depends on) and ``au`` (the unit's number in its encoder's stream: a gap means a
+  unit was lost, and a decoder must wait for the next keyframe). There is no pts on the wire:
+  consumers stamp from ``t_cap``.
 
 ``decode`` validates everything and raises ``ProtocolError`` on any malformed message; callers count
 it and carry on. Nothing is unpickled or evaluated.

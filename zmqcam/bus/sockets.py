@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 #: frame, never a growing queue
 SEND_HWM = 2
 RECV_HWM = 2
+#: what an h264 consumer's socket holds instead: a decoder needs every access unit (one lost costs
+#: the rest of its GOP), so it may fall a second behind (at 30 fps) before units are dropped
+H264_RECV_HWM = 32
 #: ZMTP heartbeats, so a subscriber on a vanished host releases demand within a few seconds
 HEARTBEAT_IVL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 3000
@@ -145,7 +148,7 @@ class Demand:
 
     def wants_frames(self, stream: str) -> bool:
         """Whether anyone wants any frame kind of ``stream`` (status subscriptions never count)."""
-        return self.wants(protocol.topic(stream, protocol.RAW)) or self.wants(protocol.topic(stream, protocol.JPEG))
+        return any(self.wants(protocol.topic(stream, kind)) for kind in protocol.FRAME_KINDS)
 
     def snapshot(self, stream: str) -> dict[str, int]:
         return {kind: self.subscribers(protocol.topic(stream, kind)) for kind in protocol.KINDS}

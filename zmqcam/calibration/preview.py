@@ -204,8 +204,7 @@ def frames_from_recording(config: Config, path: str, at: float) -> dict[str, np.
         with recording.track(cam.name) as track:
             if not track.entries:
                 continue
-            jpeg = track.read(track.nearest(span.first_ns + int(at * 1e9)))
-        frames[cam.name] = decode_frame(jpeg)
+            frames[cam.name] = track.picture(track.nearest(span.first_ns + int(at * 1e9)))
     return frames
 
 

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from zmqcam.calibration.preview import decode_frame
 from zmqcam.errors import RecordingError
 from zmqcam.recording.format import Recording
 
@@ -44,5 +43,5 @@ def frame_set_from_recording(
         with recording.track(name) as track:
             if not track.entries:
                 continue
-            out[name] = [decode_frame(track.read(i)) for i in _spread(len(track.entries), frames)]
+            out[name] = [track.picture(i) for i in _spread(len(track.entries), frames)]
     return out

@@ -1,5 +1,6 @@
-"""``zmqcam-daemon record [-c CONFIG] [--cameras a,b] [--duration S] OUT_DIR``: the cameras' JPEG
-streams, untouched, into a recording (``zmqcam.recording``), until Ctrl-C or the duration ends."""
+"""``zmqcam-daemon record [-c CONFIG] [--cameras a,b] [--h264] [--duration S] OUT_DIR``: the cameras'
+JPEG streams, untouched, into a recording (``zmqcam.recording``), until Ctrl-C or the duration ends;
+with ``--h264``, the panorama's H.264 (and the cameras', where published) remuxed into MP4."""
 
 from __future__ import annotations
 
@@ -48,13 +49,15 @@ def cmd_record(args: argparse.Namespace) -> int:
             )
     else:
         cameras = [c.name for c in config.camera]
+    if args.h264 and not config.stitch.enabled:
+        raise UsageError("--h264 records the panorama's H.264 (pano h264): this config has stitch.enabled = false")
     if args.duration is not None and not args.duration > 0:
         raise UsageError(f"--duration: must be a positive number of seconds, not {args.duration:g}")
     stop = threading.Event()
     ctx = zmq.Context()
     try:
         try:
-            recorder = Recorder(config, args.out_dir, list(dict.fromkeys(cameras)), ctx)
+            recorder = Recorder(config, args.out_dir, list(dict.fromkeys(cameras)), ctx, h264=args.h264)
         except OSError as exc:  # RecordingError goes to the dispatcher as it is
             raise UsageError(str(exc)) from None
         print(f"recording {', '.join(recorder.cameras)} to {recorder.out_dir} (Ctrl-C stops)", flush=True)
@@ -66,7 +69,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     finally:
         ctx.term()
     if not recorder.frames:
-        raise UsageError(f"no frames received from {', '.join(recorder.cameras)}: is the daemon running?")
+        raise UsageError(f"no frames received from {', '.join(recorder.required)}: is the daemon running?")
     print(f"replay it: zmqcam-daemon start -c {recorder.out_dir / REPLAY_CONFIG}")
     return 0
 
@@ -76,10 +79,17 @@ def add_command(subparsers: Subparsers) -> None:
         "record",
         help="record the cameras' JPEG streams (untouched) with their timestamps",
         description="Record each camera's JPEG frames, untouched, to OUT_DIR/<cam>.mjpeg with a timestamp "
-        "index (<cam>.idx.csv). Needs the daemon running. Ctrl-C stops cleanly.",
+        "index (<cam>.idx.csv); with --h264, the panorama's H.264 to OUT_DIR/pano.mp4. Needs the daemon "
+        "running. Ctrl-C stops cleanly.",
     )
     add_config_arguments(p)
     p.add_argument("--cameras", help="comma-separated camera names (default: every camera)")
+    p.add_argument(
+        "--h264",
+        action="store_true",
+        help="record the panorama's H.264 (and each camera's, where published) as MP4, remuxed: about a tenth "
+        "of the MJPEG's size",
+    )
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: at Ctrl-C)")
     p.add_argument("out_dir", metavar="OUT_DIR", help="directory for the recording (created; must not hold one)")
     p.set_defaults(func=cmd_record)

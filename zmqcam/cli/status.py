@@ -1,5 +1,5 @@
-"""``zmqcam-daemon status [-c CONFIG] [--json]``: processes, camera states and fps, subscribers; exit 3
-when no daemon runs."""
+"""``zmqcam-daemon status [-c CONFIG] [--json]``: processes, camera states and fps, subscribers, publish
+targets; exit 3 when no daemon runs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 from zmqcam.bridge import read_announce
 from zmqcam.bridge.listener import local_client_ssl_context
+from zmqcam.bridge.report import publish_status
 from zmqcam.bus.status import HUNG, collect_status
 from zmqcam.cli.common import Subparsers, add_daemon_arguments, load_args_config, running_pid
 from zmqcam.config import Config
@@ -88,6 +89,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{PANO:<10} {'on' if pano['upstream'] else 'idle':<11} {pano['fps']:>6.1f} {subs:>11}")
     if status["http"] is not None:
         print(f"http clients: {status['http'].get('clients', 0)}")
+    targets = publish_status(status["daemon"].get("children", {}))
+    if targets:
+        print(f"{'publish':<10} {'state':<11} {'connects':>8} {'failures':>8} {'sent':>8} {'dropped':>8}  url")
+        for name, t in targets.items():
+            counts = f"{t['connects']:>8} {t['failures']:>8} {t['sent']:>8} {t['dropped']:>8}"
+            print(f"{name:<10} {t['state']:<11} {counts}  {t['url']}")
+            if t["last_error"]:
+                retry = f" (retry in {t['retry_in']:.1f} s)" if t["state"] == "backoff" else ""
+                print(f"{'':<10} last error: {t['last_error']}{retry}")
     return 0
 
 

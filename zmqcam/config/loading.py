@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -25,9 +26,9 @@ from zmqcam.config.esp32 import CONTROL_NAME_PATTERN, ESP32_KINDS, control_value
 from zmqcam.config.keyfiles import key_dir_problems
 from zmqcam.config.legacy import LEGACY_NAMES, legacy_dict
 from zmqcam.config.messages import problem_line, pydantic_lines, show_value
-from zmqcam.config.models import MAX_IPC_PATH, MIN_WATCHDOG, CameraConfig, Config, CurveConfig
+from zmqcam.config.models import MAX_IPC_PATH, MIN_WATCHDOG, PUBLISH_SCHEMES, CameraConfig, Config, CurveConfig
 from zmqcam.errors import ConfigError
-from zmqcam.names import is_wildcard, tcp_host
+from zmqcam.names import PANO, is_wildcard, tcp_host
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -231,10 +232,36 @@ def _cross_checks(config: Config) -> Iterator[tuple[str, Any, str]]:
         yield from _check_endpoint(f"stitch.extra_endpoints[{j}]", config.expand(endpoint))
     if config.stitch.connect is not None:
         yield from _check_endpoint("stitch.connect", config.expand(config.stitch.connect), connect=True)
+    yield from _check_publish(config)
     if (config.http.basic_user is None) != (config.http.basic_password is None):
         yield "http.basic_user", config.http.basic_user, "basic_user and basic_password go together"
     if (config.http.tls_cert is None) != (config.http.tls_key is None):
         yield "http.tls_cert", config.http.tls_cert, "tls_cert and tls_key go together"
+
+
+def _check_publish(config: Config) -> Iterator[tuple[str, Any, str]]:
+    names: dict[str, int] = {}
+    for i, target in enumerate(config.publish):
+        where = f"publish[{i}]"
+        try:
+            url = urlsplit(target.url)
+            usable = url.scheme.lower() in PUBLISH_SCHEMES and bool(url.hostname) and url.port != 0
+        except ValueError:  # a bad IPv6 literal or port
+            usable = False
+        if not usable:
+            yield (
+                f"{where}.url",
+                target.url,
+                "must be rtsp://host[:port]/path or rtmp://host[:port]/app/key (rtsps://, rtmps:// for TLS)",
+            )
+        name = target.name if target.name is not None else str(i)
+        if name in names:
+            yield f"{where}.name", name, f"duplicate publish name (also publish[{names[name]}])"
+        names.setdefault(name, i)
+        if target.stream != PANO:
+            yield f"{where}.stream", target.stream, f"only {PANO!r} is encoded to H.264 (cameras have no h264 topic)"
+        elif not config.stitch.enabled:
+            yield f"{where}.stream", target.stream, "needs the stitcher (stitch.enabled = true)"
 
 
 def _check_esp32(where: str, cam: CameraConfig) -> Iterator[tuple[str, Any, str]]:

@@ -150,6 +150,26 @@ class DaemonConfig(_Model):
     watchdog: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 10.0
 
 
+#: the x264 presets fast enough for a live panorama on one core, fastest first (``zmqcam.video.h264``)
+H264Preset = Literal["ultrafast", "superfast", "veryfast", "faster"]
+
+
+class H264Config(_Model):
+    """``[stitch.h264]``: how ``pano h264`` is encoded (only while someone subscribes to it). The
+    defaults are what ``scripts/bench.py`` chose: at most 1/5 of MJPEG's bytes at about its SSIM, about
+    5-8 ms per 2347x250 panorama on one core."""
+
+    preset: H264Preset = "veryfast"
+    #: constant quality (0 best .. 51 worst); ignored when ``bitrate`` is set
+    crf: Annotated[int, Field(ge=0, le=51)] = 22
+    #: bits per second, average, for a link of known size; None: constant quality (``crf``)
+    bitrate: Annotated[int, Field(ge=10_000, le=1_000_000_000)] | None = None
+    #: seconds between keyframes: a new viewer's first picture comes within this long
+    keyint: Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)] = 1.0
+    #: H.264 4:2:0 needs even sides: "pad" repeats the last column/row, "crop" drops it
+    even: Literal["pad", "crop"] = "pad"
+
+
 class StitchConfig(_Model):
     enabled: bool = True
     #: cameras stitched left to right; default: every camera in config order
@@ -175,6 +195,7 @@ class StitchConfig(_Model):
     #: snapshot cameras of the panorama request frames on a shared clock tick, and each panorama takes
     #: the frames closest in capture time (``zmqcam.image.sync``)
     sync: bool = True
+    h264: H264Config = Field(default_factory=H264Config)
 
 
 class HttpConfig(_Model):
@@ -203,12 +224,37 @@ class CurveConfig(_Model):
     key_dir: str | None = None
 
 
+#: the URL schemes a ``[[publish]]`` target may use: RTSP ANNOUNCE/RECORD (as MediaMTX accepts) and
+#: RTMP, each also over TLS
+PUBLISH_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps")
+
+
+class PublishConfig(_Model):
+    """``[[publish]]``: push a stream's H.264 to a media server, remuxed (``zmqcam.publisher``)."""
+
+    #: rtsp://host[:port]/path (MediaMTX: rtsp://host:8554/zmqcam) or rtmp://host[:port]/app/key
+    url: Annotated[str, Field(min_length=1)]
+    #: the target's name in status, logs and ``ps`` (``publish:NAME``); default: its index
+    name: Annotated[str, Field(pattern=STREAM_NAME_PATTERN)] | None = None
+    #: the stream pushed (its ``<stream> h264`` topic); only the panorama is encoded to H.264
+    stream: Annotated[str, Field(pattern=STREAM_NAME_PATTERN)] = PANO
+    #: seconds a connect or a write may take: the RTSP socket timeout, and a write stuck longer than
+    #: this makes the target unhealthy, so the watchdog restarts it ``daemon.watchdog`` later
+    timeout: Annotated[float, Field(gt=0, le=300, allow_inf_nan=False)] = 5.0
+
+
 class Config(_Model):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     camera: Annotated[list[CameraConfig], Field(min_length=1)]
     stitch: StitchConfig = Field(default_factory=StitchConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     curve: CurveConfig = Field(default_factory=CurveConfig)
+    publish: list[PublishConfig] = []
+
+    @property
+    def publish_targets(self) -> dict[str, PublishConfig]:
+        """Every ``[[publish]]`` entry by its name (its ``name``, else its index), in config order."""
+        return {target.name if target.name is not None else str(i): target for i, target in enumerate(self.publish)}
 
     @property
     def run_dir(self) -> Path:
@@ -281,6 +327,11 @@ class Config(_Model):
             and camera.source_kind == "snapshot"
             and any(c.name == camera.name for c in self.stitched_cameras)
         )
+
+    @property
+    def pano_fps(self) -> float:
+        """The panorama's nominal rate: the slowest stitched camera's ``fps``."""
+        return min(cam.fps for cam in self.stitched_cameras)
 
     @property
     def pano_size(self) -> tuple[int, int]:

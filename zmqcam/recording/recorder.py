@@ -3,6 +3,12 @@
 It subscribes to the cameras' ``jpeg`` topics where consumers connect (nothing is decoded or
 re-encoded) and appends every frame to its camera's track (``zmqcam.recording.format``); a camera
 that drops out is noted and its gap recorded. ``zmqcam-daemon record`` runs it.
+
+With ``h264`` (``record --h264``) it subscribes to ``pano h264`` instead (which makes the stitcher
+encode, as any subscriber does) and to each camera's ``<cam> h264``, a topic that exists only if
+something publishes it (a camera track appears with its first keyframe), and remuxes the access
+units into ``<name>.mp4``, nothing re-encoded. A unit lost on the bus (a gap in ``x.au``) makes that
+stream's file wait for the next keyframe, so no picture in it is built on a missing reference.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import zmq
 
 from zmqcam.bus import curve, protocol, sockets
 from zmqcam.config import Config
-from zmqcam.errors import ProtocolError
+from zmqcam.errors import ProtocolError, RecordingError, VideoError
+from zmqcam.names import PANO
 from zmqcam.recording.format import RecordingWriter
 
 #: a camera silent this long is reported lost (the recording goes on; its frames resume in its files)
@@ -62,19 +69,36 @@ class Progress:
 
 
 class Recorder:
-    """Records the ``jpeg`` topics of ``cameras`` into ``out_dir``: ``run`` until stopped, then ``close``."""
+    """Records the ``jpeg`` topics of ``cameras`` into ``out_dir`` (with ``h264``: ``pano h264`` and
+    the cameras' ``h264`` topics): ``run`` until stopped, then ``close``."""
 
-    def __init__(self, config: Config, out_dir: str | os.PathLike[str], cameras: Sequence[str], ctx: zmq.Context[Any]):
-        self.writer = RecordingWriter(out_dir, config, cameras)
+    def __init__(
+        self,
+        config: Config,
+        out_dir: str | os.PathLike[str],
+        cameras: Sequence[str],
+        ctx: zmq.Context[Any],
+        *,
+        h264: bool = False,
+    ):
+        self.h264 = h264
+        self.kind = protocol.H264 if h264 else protocol.JPEG
+        streams = [PANO, *cameras] if h264 else list(cameras)
+        self.writer = RecordingWriter(out_dir, config, streams, h264=h264)
         self.out_dir = self.writer.out_dir
         self.cameras = self.writer.cameras
+        #: the streams that must deliver (an h264 camera topic may not exist at all)
+        self.required = [PANO] if h264 else self.cameras
         self.started = time.monotonic()
         self.malformed = 0
+        self.gaps = 0  # h264 units lost on the bus
         self._last_frame = dict.fromkeys(self.cameras, 0.0)  # monotonic
+        self._last_unit: dict[str, int | None] = dict.fromkeys(self.cameras)
+        self._want_key = set(self.cameras)
         self._lost: set[str] = set()
         self._hinted = False
         endpoints = sorted({config.consumer_endpoint(n) for n in self.cameras})
-        topics = [protocol.topic(n, protocol.JPEG) for n in self.cameras]
+        topics = [protocol.topic(n, self.kind) for n in self.cameras]
         self.sub = sockets.make_subscriber(ctx, endpoints, topics, curve=curve.client_keys(config), rcvhwm=RECV_HWM)
 
     # -- the loop
@@ -99,12 +123,40 @@ class Recorder:
     def _drain(self) -> None:
         for frame in sockets.pending_frames(self.sub, RECV_HWM, self._malformed):
             recv_ns = time.time_ns()
-            if frame.stream not in self._last_frame or frame.kind != protocol.JPEG:
+            if frame.stream not in self._last_frame or frame.kind != self.kind:
                 self.malformed += 1
                 continue
             name = frame.stream
-            self.writer.write(name, frame.payload, frame.seq, frame.capture_ns, recv_ns, frame.width, frame.height)
+            if self.h264:
+                self._write_unit(frame)
+            else:
+                self.writer.write(name, frame.payload, frame.seq, frame.capture_ns, recv_ns, frame.width, frame.height)
             self._last_frame[name] = time.monotonic()
+
+    def _write_unit(self, frame: protocol.Frame) -> None:
+        name = frame.stream
+        number = frame.extra.get("au")
+        last = self._last_unit[name]
+        if last is not None and number != last + 1:
+            self.gaps += 1
+            self._want_key.add(name)
+        self._last_unit[name] = number if type(number) is int else None
+        if name in self._want_key and not frame.keyframe:
+            return
+        self._want_key.discard(name)
+        fps = frame.extra.get("fps")
+        try:
+            self.writer.write_h264(
+                name,
+                bytes(frame.payload),
+                frame.keyframe,
+                frame.capture_ns,
+                (frame.width, frame.height),
+                (frame.extra["coded_w"], frame.extra["coded_h"]),
+                float(fps) if isinstance(fps, (int, float)) and not isinstance(fps, bool) and fps > 0 else 30.0,
+            )
+        except VideoError as exc:
+            raise RecordingError(str(exc)) from None
 
     def _watch(self, now: float, progress: Progress | None) -> None:
         """Report cameras that went silent or came back, and the progress line."""
@@ -120,7 +172,7 @@ class Recorder:
                 self._lost.discard(name)
                 notes.append(f"{name}: frames again")
         if not self._hinted and now - self.started >= NO_FRAMES_HINT_AFTER:
-            silent_cams = [n for n, last in self._last_frame.items() if not last]
+            silent_cams = [n for n in self.required if not self._last_frame[n]]
             if silent_cams:
                 self._hinted = True
                 notes.append(
@@ -143,7 +195,8 @@ class Recorder:
         return sum(self.writer.bytes(n) for n in self.cameras)
 
     def _per_camera(self) -> str:
-        return ", ".join(f"{n} {self.writer.frames(n)}{' (lost)' if n in self._lost else ''}" for n in self.cameras)
+        shown = [n for n in self.cameras if n in self.required or self._last_frame[n]]
+        return ", ".join(f"{n} {self.writer.frames(n)}{' (lost)' if n in self._lost else ''}" for n in shown)
 
     def progress_line(self, now: float | None = None) -> str:
         elapsed = (now if now is not None else time.monotonic()) - self.started

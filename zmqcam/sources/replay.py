@@ -2,7 +2,9 @@
 
 ``source`` is the camera's ``<cam>.mjpeg`` in a recording directory (a path or ``file://`` URL), or
 the directory itself, in which case the file named after the camera is played. The JPEG bytes go
-out untouched, so the grabber publishes exactly what the live camera published.
+out untouched, so the grabber publishes exactly what the live camera published. An H.264 recording's
+``<name>.mp4`` (``record --h264``; ``pano.mp4`` is played as the camera ``panorama``) is decoded in
+order and its pictures go out as raw frames, which the grabber JPEG-encodes like a raw camera's.
 
 Timing: every frame is due at ``open time + (its capture time - the recording's first capture)``,
 and its ``capture_ns`` is that due time. "The recording's first capture" is the earliest frame of
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zmqcam.errors import CorruptFrame, RecordingError, SourceEnded, SourceError
-from zmqcam.recording.format import VIDEO_SUFFIX, Recording, Span, Track
+from zmqcam.recording.format import MP4_SUFFIX, VIDEO_SUFFIX, Mp4Track, Recording, Span, Track, open_track
 from zmqcam.sources.base import Source, SourceFrame
 from zmqcam.sources.file import file_path
 
@@ -40,9 +42,13 @@ _MAX_LAG_NS = 1_000_000_000
 
 
 def recording_track_path(source: str, camera_name: str) -> Path:
-    """The ``.mjpeg`` a replay ``source`` names: the file itself, or ``<dir>/<camera>.mjpeg``."""
+    """The track a replay ``source`` names: the file itself, or ``<dir>/<camera>.mjpeg`` (else
+    ``<dir>/<camera>.mp4`` when only that is there)."""
     path = Path(file_path(source))
-    return path / f"{camera_name}{VIDEO_SUFFIX}" if path.is_dir() else path
+    if not path.is_dir():
+        return path
+    mjpeg, mp4 = path / f"{camera_name}{VIDEO_SUFFIX}", path / f"{camera_name}{MP4_SUFFIX}"
+    return mp4 if mp4.exists() and not mjpeg.exists() else mjpeg
 
 
 class ReplaySource(Source):
@@ -54,7 +60,7 @@ class ReplaySource(Source):
     def __init__(self, camera: CameraConfig) -> None:
         super().__init__(camera)
         self._path = recording_track_path(camera.source, camera.name)
-        self._track: Track | None = None
+        self._track: Track | Mp4Track | None = None
         self._span = Span(0, 0, 0)
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -69,7 +75,7 @@ class ReplaySource(Source):
     def open(self, timeout: float) -> None:
         self.close()
         try:
-            track = Track(self._path)
+            track = open_track(self._path)
         except RecordingError as exc:
             raise SourceError(str(exc)) from None
         try:
@@ -109,6 +115,8 @@ class ReplaySource(Source):
             self._start_wall_ns += late
         elif late < 0 and self._stop.wait(-late / 1e9):
             raise SourceError(f"{self.describe()}: closed")
+        if isinstance(track, Mp4Track):
+            return self._picture(track, i, offset)
         with self._lock:
             if self._track is not track:
                 raise SourceError(f"{self.describe()}: closed")
@@ -122,6 +130,20 @@ class ReplaySource(Source):
         frame = SourceFrame.jpeg(data, self._start_wall_ns + offset)
         frame.width, frame.height = entry.width, entry.height
         return frame
+
+    def _picture(self, track: Mp4Track, i: int, offset: int) -> SourceFrame:
+        """Frame ``i`` of an H.264 track, decoded (in order: the next one costs one decode)."""
+        with self._lock:
+            if self._track is not track:
+                raise SourceError(f"{self.describe()}: closed")
+            try:
+                image = track.picture(i)
+            except RecordingError as exc:
+                raise SourceError(f"{self.describe()}: {exc}") from None
+        self._next = i + 1
+        if image is None:
+            raise CorruptFrame(f"{self.describe()}: frame {i} does not decode")
+        return SourceFrame.raw(image, self._start_wall_ns + offset)
 
     def close(self) -> None:
         self._stop.set()

@@ -3,7 +3,8 @@
 It subscribes to the grabbers' ``raw`` topics only while someone subscribes to its own ``pano``
 topics, so "nobody watches" reaches the grabbers as "no subscribers" and they power down. Each
 panorama is composed with the precomputed remap tables (``zmqcam.image.remap``) and JPEG-encoded once, and
-only while ``pano jpeg`` has subscribers.
+only while ``pano jpeg`` has subscribers; ``pano h264`` is encoded, in a thread of its own, only while it
+has subscribers (``zmqcam.stitcher.encoder``).
 
 Pacing: a panorama is emitted when every live camera has delivered a new frame since the last one,
 or when ``max_wait`` passes after the first new frame, so one slow camera never stalls the others.
@@ -40,6 +41,7 @@ from zmqcam.errors import ProtocolError
 from zmqcam.image.remap import PanoramaComposer
 from zmqcam.names import PANO, STITCHER
 from zmqcam.process import Heartbeat, run_child, stop_fd, stop_requested
+from zmqcam.stitcher.encoder import H264_COUNTERS, PanoEncoder, encoder_settings
 from zmqcam.stitcher.sync import RECENT_FRAMES, closest_frames
 
 log = logging.getLogger(__name__)
@@ -123,9 +125,19 @@ class Stitcher:
         self.last_emit = 0.0
         self.first_fresh = 0.0  # when the oldest frame not yet in a panorama arrived
         self.counters = {"panoramas": 0, "jpeg_encoded": 0, "raw_published": 0, "malformed": 0, "unknown": 0}
+        self.counters.update(dict.fromkeys(H264_COUNTERS, 0))
         self.last_spread_ms = 0.0
-        #: time spent composing and JPEG-encoding panoramas: [count, seconds] (summaries in /metrics)
-        self.timing = {"compose_seconds": [0, 0.0], "encode_seconds": [0, 0.0]}
+        #: time spent composing, JPEG- and H.264-encoding panoramas: [count, seconds] (summaries in /metrics)
+        self.timing: dict[str, list[Any]] = {
+            "compose_seconds": [0, 0.0],
+            "encode_seconds": [0, 0.0],
+            "h264_encode_seconds": [0, 0.0],
+        }
+        self.ctx = ctx
+        self.topic_h264 = protocol.topic(PANO, protocol.H264)
+        #: the H.264 encoder, only while someone subscribes to pano h264
+        self.h264: PanoEncoder | None = None
+        self._poller = zmq.Poller()
         self._fps = FpsMeter()
         self._last_stale: set[str] = set()
 
@@ -261,6 +273,8 @@ class Stitcher:
             self._timed("encode_seconds", started)
             self.counters["jpeg_encoded"] += 1
             self._send(protocol.JPEG, capture_ns, jpeg, width, height, extra)
+        if self.h264 is not None:
+            self.h264.offer(pano, self.seq, capture_ns, extra)
         if self.demand.wants(self.topic_raw):
             # the composer reuses its buffer for the next panorama, and a zero-copy send is still
             # reading it in libzmq's I/O thread: hand libzmq its own copy
@@ -270,6 +284,25 @@ class Stitcher:
         self.last_emit = now
         self.first_fresh = 0.0
         self._fps.tick(now)
+
+    def _update_h264(self) -> None:
+        """An encoder exactly while someone subscribes to pano h264."""
+        wanted = self.demand.wants(self.topic_h264)
+        if wanted and self.h264 is None:
+            settings = encoder_settings(self.cfg.h264, self.config.pano_fps)
+            self.h264 = PanoEncoder(self.ctx, settings, self.composer.size, self.counters, self.timing)
+            self._poller.register(self.h264.handoff, zmq.POLLIN)
+            self.counters["h264_encoders"] += 1
+            log.info("pano h264 wanted: encoding (%s, keyint %d frames)", settings.preset, settings.keyint)
+        elif not wanted and self.h264 is not None:
+            self._stop_h264()
+            log.info("nobody wants pano h264: encoder stopped")
+
+    def _stop_h264(self) -> None:
+        if self.h264 is not None:
+            self._poller.unregister(self.h264.handoff)
+            self.h264.stop()
+            self.h264 = None
 
     def _timed(self, what: str, started: float) -> None:
         entry = self.timing[what]
@@ -304,6 +337,7 @@ class Stitcher:
             "height": self.composer.size[1],
             "subscribers": self.demand.snapshot(PANO),
             "upstream": self.subscribed_upstream,
+            "h264_encoding": self.h264 is not None,
             "cameras": cameras,
             **{what: {"count": count, "sum": round(total, 6)} for what, (count, total) in self.timing.items()},
             "process": process_usage(),
@@ -336,7 +370,7 @@ class Stitcher:
 
     def run(self, heartbeat: Heartbeat | None = None) -> None:
         beat = heartbeat or Heartbeat()
-        poller = zmq.Poller()
+        poller = self._poller
         if (stopping := stop_fd()) is not None:
             poller.register(stopping, zmq.POLLIN)  # a stop signal ends the poll at once
         poller.register(self.pub, zmq.POLLIN)
@@ -361,16 +395,20 @@ class Stitcher:
                     subscribers = self.demand.snapshot(PANO)
                     sockets.drain_subscriptions(self.pub, self.demand)
                     self._update_upstream(now)
+                    self._update_h264()
                     if self.demand.snapshot(PANO) != subscribers:
                         # status follows demand at once, not up to STATUS_INTERVAL later
                         self._publish_status()
                         next_status = time.monotonic() + STATUS_INTERVAL
                 if self.sub in events:
                     self._receive(now)
+                if self.h264 is not None and self.h264.handoff in events:
+                    self.h264.forward(self.pub)
         finally:
             self.close()
 
     def close(self) -> None:
+        self._stop_h264()
         if not self.pub.closed:
             self.sub.close(linger=0)
             self.pub.close(linger=0)

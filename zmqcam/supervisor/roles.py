@@ -20,14 +20,15 @@ from zmqcam.bus.status import all_streams
 from zmqcam.config import Config
 from zmqcam.errors import StartError
 from zmqcam.grabber import run_grabber
-from zmqcam.names import ALL_PARTS, BRIDGE, GRABBERS, PANO, PARTS, STITCHER, grabber_name
+from zmqcam.names import ALL_PARTS, BRIDGE, GRABBERS, PANO, PARTS, STITCHER, grabber_name, publish_name
+from zmqcam.publisher import run_publisher
 from zmqcam.sources import rig_arguments
 from zmqcam.stitcher import run_stitcher
 
 
 @dataclass
 class ChildSpec:
-    name: str  # "grabber:cam0", "stitcher", "bridge"
+    name: str  # "grabber:cam0", "stitcher", "bridge", "publish:NAME"
     target: Callable[..., None]
     args: tuple[Any, ...]
     #: what the child depends on; a reload restarts the child only when this changes
@@ -65,6 +66,13 @@ def child_specs(config: Config, role: str = ALL_PARTS) -> list[ChildSpec]:
         pano = config.consumer_endpoint(PANO) if config.stitch.enabled else None
         fp = _fingerprint(config.http.model_dump(), streams, pano, config.pano_size, config.daemon.log_level, curve)
         specs.append(ChildSpec(BRIDGE, run_bridge, (config,), fp))
+    if BRIDGE in roles:
+        # publish targets serve the outside world like the bridge, and run where it runs (whether
+        # or not http is enabled); each its own process, so a stuck server costs only its restart
+        for name, target in config.publish_targets.items():
+            endpoint = config.consumer_endpoint(target.stream)
+            fp = _fingerprint(target.model_dump(), endpoint, config.daemon.log_level, curve)
+            specs.append(ChildSpec(publish_name(name), run_publisher, (config, name), fp))
     return specs
 
 
@@ -96,6 +104,8 @@ def upstream_streams(config: Config, role: str = ALL_PARTS) -> list[str]:
         wanted += [c.name for c in config.stitched_cameras]
     if BRIDGE in roles and config.http.enabled:
         wanted += all_streams(config)
+    if BRIDGE in roles:
+        wanted += [target.stream for target in config.publish]
     own = set(published_streams(config, role))
     return [s for s in dict.fromkeys(wanted) if s not in own]
 
@@ -110,7 +120,7 @@ def check_upstreams(config: Config, role: str = ALL_PARTS) -> None:
     """A part split off to another daemon must be reachable: an ipc endpoint inside this daemon's
     own run_dir can be bound by nobody else (the run_dir is locked to one daemon)."""
     if not child_specs(config, role):
-        raise StartError(f"--role {role}: nothing to run with this config (stitch or http disabled)")
+        raise StartError(f"--role {role}: nothing to run with this config (stitch or http disabled, no [[publish]])")
     run_dir = str(config.run_dir).rstrip("/") + "/"
     for stream in upstream_streams(config, role):
         endpoint = config.consumer_endpoint(stream)

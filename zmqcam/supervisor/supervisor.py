@@ -1,12 +1,14 @@
 """The supervisor behind ``zmqcam-daemon start``: spawns, watches, restarts and stops every process.
 
 Children (spawn start method, one process each, each in the shell of ``zmqcam.process``): a grabber
-per camera, the stitcher, the HTTP bridge, as the role says (``zmqcam.supervisor.roles``). A child
+per camera, the stitcher, the HTTP bridge and one per ``[[publish]]`` target, as the role says
+(``zmqcam.supervisor.roles``). A child
 that crashes is restarted with backoff, at most ``RESTART_BUDGET`` times per ``RESTART_WINDOW``
 seconds; past that it is reported as failed and the rest keep serving (frigate's watchdog pattern).
 A child that exits cleanly is left alone. SIGTERM/SIGINT stop everything in reverse start order;
 SIGHUP reloads the config, restarting only the children whose part changed. The process table
-goes to ``daemon.json`` in the run directory (``zmqcam.supervisor.run_dir``).
+goes to ``daemon.json`` in the run directory (``zmqcam.supervisor.run_dir``), with what a child
+reports with its heartbeat (a publish target's connection, ``zmqcam.process.REPORT``).
 
 The watchdog: a hung process is a dead process. Every child beats from its own main loop over its
 Link (``zmqcam.process.Heartbeat``); a child that has sent no heartbeat, or only "unhealthy" ones,
@@ -51,8 +53,10 @@ from zmqcam.names import (
     STITCHER,
     local_host,
     process_title,
+    publish_name,
 )
-from zmqcam.process import ALIVE, EXIT_START_FAILED, UNHEALTHY, name_process, read_link, setup_logging
+from zmqcam.process import ALIVE, EXIT_START_FAILED, REPORT, UNHEALTHY, name_process, read_link, setup_logging
+from zmqcam.publisher.publisher import shown_url
 from zmqcam.supervisor.roles import (
     ChildSpec,
     bound_endpoints,
@@ -104,6 +108,9 @@ class Child:
     hung: str | None = None
     #: while hung and still there: when it gets SIGKILL
     kill_at: float = 0.0
+    #: what its newest heartbeat reported about its work (``zmqcam.process.REPORT``; a publish
+    #: target's connection), written to the process table; None: nothing reported since its start
+    report: dict[str, Any] | None = None
 
     def waiting_restart(self) -> bool:
         """Crashed or hung, gone, and waiting out its restart delay."""
@@ -160,6 +167,7 @@ class Supervisor:
         child.last_beat = 0.0
         child.unhealthy = None
         child.kill_at = 0.0
+        child.report = None
         log.info("started %s (pid %s)", spec.name, proc.pid)
 
     def start_children(self, specs: list[ChildSpec]) -> None:
@@ -310,6 +318,10 @@ class Supervisor:
                 if isinstance(message.get("error"), str):
                     child.error = message["error"]
                 self._dirty |= child.error != error
+                report = message.get(REPORT)
+                if isinstance(report, dict) and report != child.report:
+                    child.report = report
+                    self._dirty = True
                 if isinstance(message.get(UNHEALTHY), str):
                     child.unhealthy = message[UNHEALTHY]
                 if message.get(ALIVE) is True:
@@ -412,6 +424,7 @@ class Supervisor:
                 "error": c.error,
                 "hangs": c.hangs,
                 "hung": c.hung,
+                **({"report": c.report} if c.report is not None else {}),
             }
             for name, c in self.children.items()
         }
@@ -508,6 +521,9 @@ def where_to_look(config: Config, role: str = ALL_PARTS) -> list[str]:
     if GRABBERS in roles:
         for cam in config.camera:
             lines.append(f"zmqcam: camera {cam.name} ({cam.source_kind}) on {show(config.camera_endpoint(cam))}")
+    if BRIDGE in roles:
+        for name, target in config.publish_targets.items():
+            lines.append(f"zmqcam: publishing {target.stream} h264 to {shown_url(target.url)} ({publish_name(name)})")
     for stream in upstream_streams(config, role):
         what = "panorama" if stream == PANO else f"camera {stream}"
         lines.append(f"zmqcam: reading {what} from {show(config.consumer_endpoint(stream))}")

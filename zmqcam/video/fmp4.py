@@ -5,7 +5,10 @@
 is written once, at the first keyframe, then one fragment (moof+mdat) per access unit. FFmpeg closes
 a fragment when the *next* packet arrives (that is when it knows the sample's duration; an explicit
 flush, ``av_write_frame(ctx, NULL)``, is not reachable from PyAV 18), so fragment N comes out of
-``add`` of access unit N+1: one frame interval of latency, in exchange for exact durations.
+``add`` of access unit N+1: one frame interval of latency, in exchange for exact durations. (The way
+to get that frame back is an ``OutputContainer.flush()`` in PyAV calling ``av_write_frame(ctx,
+NULL)``; zero-size packets do not do it, the muxer drops them.) The avcC box is FFmpeg's own, made by
+PyAV's ``add_mux_stream`` from the first keyframe's SPS/PPS; nothing here writes boxes by hand.
 
 ``LiveFragments`` is what the HTTP bridge keeps per stream for its viewers: the init segment and the
 fragments since the latest keyframe. A new viewer gets the init segment and that GOP (its picture

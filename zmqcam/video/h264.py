@@ -13,13 +13,25 @@ so no pixel is lost and ``H264Decoder(size=...)`` crops it off again; ``even="cr
 Colour: BGR -> I420 with OpenCV (BT.601, limited range: 0.7 ms at 2348x250, three times faster than
 swscale), and the stream says so in its VUI, so browsers and ffmpeg convert back with the same
 matrix.
+
+Settings (``scripts/bench.py`` section 9, and this module's sweep ``scripts/bench_h264.py``; 2347x250,
+one core): veryfast CRF 22 takes 5-7.5 ms per panorama and gives 1/9 of MJPEG q80's bytes at an SSIM
+within 0.002 (clean content) to 0.01 (sensor noise, which x264 smooths away and JPEG keeps);
+superfast is 1-3 ms cheaper for 20-80 % more bytes; ultrafast is Baseline profile and misses the
+quality or the bytes goal on noisy content at every CRF. One thread: sliced threads gained nothing
+at 250 rows and would take the JPEG path's core. Under load, medians rise 10-50 % and p95s double.
+
+PyAV notes: a ``CodecContext`` has no ``close()`` (drop the reference); ``framerate`` needs a
+Fraction; a decoder with frame threads delays its output by one frame per thread, hence
+``thread_count = 1``; after a corrupt unit the decoder is made anew, as FFmpeg would otherwise show
+smeared references until the next IDR.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import av
 import av.error
@@ -27,6 +39,7 @@ import cv2
 import numpy as np
 from av.video.codeccontext import VideoCodecContext
 
+from zmqcam.config.models import H264Config, H264Preset
 from zmqcam.errors import VideoError
 from zmqcam.video.timeline import TIME_BASE, Timeline
 
@@ -36,12 +49,14 @@ __all__ = [
     "EncoderSettings",
     "H264Decoder",
     "H264Encoder",
+    "codec_of",
     "coded_size",
     "is_keyframe",
 ]
 
-#: the x264 presets fast enough for a live panorama on one core (slowest last); see FINDINGS.md
-PRESETS = ("ultrafast", "superfast", "veryfast", "faster")
+#: the x264 presets fast enough for a live panorama on one core (slowest last), as the config names them
+PRESETS: tuple[str, ...] = get_args(H264Preset)
+_DEFAULTS = H264Config()
 _NAL_IDR = 5
 _NAL_SPS = 7
 _NAL_PPS = 8
@@ -52,16 +67,16 @@ class EncoderSettings:
     """How to encode. ``bitrate`` (bits/s), when set, replaces ``crf`` by average-bitrate control with
     a one-second VBV buffer (a bounded rate for a link of known size); else quality is constant."""
 
-    preset: str = "veryfast"
-    crf: int = 22
-    bitrate: int | None = None
+    preset: str = _DEFAULTS.preset
+    crf: int = _DEFAULTS.crf
+    bitrate: int | None = _DEFAULTS.bitrate
     #: frames between keyframes: a new viewer waits up to this long for its first picture
     keyint: int = 30
     #: libx264 threads; 1 leaves the other core to the JPEG path (sliced threads above 1)
     threads: int = 1
     #: nominal frame rate: x264's rate control and the muxers' guess of a frame's duration
     fps: float = 30.0
-    even: Literal["pad", "crop"] = "pad"
+    even: Literal["pad", "crop"] = _DEFAULTS.even
 
     def __post_init__(self) -> None:
         problems = []
@@ -107,6 +122,18 @@ def _nal_types(data: bytes, limit: int = 8) -> list[int]:
         types.append(data[at + 3] & 0x1F)
         at = data.find(b"\x00\x00\x01", at + 3)
     return types
+
+
+def codec_of(data: bytes) -> str | None:
+    """The RFC 6381 codec (``avc1.PPCCLL``: profile, constraint flags, level) of the SPS in an Annex B
+    access unit, or None when it holds none: what ``codec_string`` reads from an init segment's avcC,
+    for a consumer that has not muxed anything yet."""
+    at = data.find(b"\x00\x00\x01")
+    while at >= 0 and at + 7 <= len(data):
+        if data[at + 3] & 0x1F == _NAL_SPS:
+            return "avc1." + data[at + 4 : at + 7].hex()
+        at = data.find(b"\x00\x00\x01", at + 3)
+    return None
 
 
 def is_keyframe(data: bytes) -> bool:

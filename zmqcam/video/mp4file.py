@@ -134,6 +134,19 @@ class Mp4Reader:
             self.size = self.coded_size
         self.origin_ns = int(meta[ORIGIN_KEY]) if meta.get(ORIGIN_KEY, "").isdigit() else 0
 
+    def capture_times(self) -> list[int]:
+        """Every frame's capture time (ns since the epoch), in order, read from the packets without
+        decoding anything: the index of the file. A file cut short ends at its last complete fragment."""
+        tb = self._stream.time_base or TIME_BASE
+        times = []
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.size and packet.pts is not None:
+                    times.append(self.origin_ns + round(packet.pts * tb * NS_PER_SECOND))
+        except av.error.FFmpegError:
+            pass  # a torn last fragment: the frames before it stand
+        return times
+
     def frames(self) -> Iterator[RecordedFrame]:
         """Every decodable frame with its capture time (ns since the epoch), cropped to the source size.
         A file cut short ends at its last complete fragment."""

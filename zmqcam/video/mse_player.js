@@ -2,7 +2,7 @@
  * Extensions, or the MJPEG stream in an <img> where MSE or the stream's codec is not supported.
  *
  *   const p = ZmqcamPlayer.start({video, img, mp4: "/stream.mp4", mjpeg: "/stream",
- *                                 onmode: m => ..., onlatency: seconds => ...});
+ *                                 force: "" | "mjpeg", onmode: m => ..., onlatency: seconds => ...});
  *   p.state  -> {mode: "mse" | "mjpeg" | "", latency, frames, error}      p.stop()
  *
  * The server answers /stream.mp4 with Content-Type `video/mp4; codecs="avc1.PPCCLL"` (the codec of
@@ -149,6 +149,7 @@ const ZmqcamPlayer = (() => {
 
     function run() {
       if (stopped) return;
+      if (o.force === "mjpeg") return fallback("MJPEG chosen");
       play().catch((err) => {
         if (stopped || state.mode === "mjpeg") return;
         state.error = String(err);
@@ -163,6 +164,8 @@ const ZmqcamPlayer = (() => {
         stopped = true;
         clearTimeout(retry);
         if (abort) abort.abort();
+        video.removeAttribute("src");
+        video.load(); // releases the MediaSource and its buffered video
         img.removeAttribute("src");
       },
     };

@@ -16,7 +16,11 @@ as long as the server stops reading without closing (its TCP window full): that 
 thread's time, never the caller's. It is long: FFmpeg's RTSP muxer waits out its socket timeout for
 each RTP packet (about 1.4 KB) and ignores the error, so one keyframe can block for minutes, and
 PyAV has no interrupt for output containers. ``stats()["writing_for"]`` shows such a write; a
-watchdog that must get rid of it needs the push in a process it can kill (see FINDINGS.md).
+watchdog that must get rid of it needs the push in a process it can kill: run publish targets in a
+child process of their own (the supervisor's restart-with-budget shell) watched on ``writing_for``.
+For RTMP it is worse: PyAV opens rtmp:// URLs without options, so there is no socket timeout at all.
+Tested against ``ffmpeg -rtsp_flags listen`` and ``ffmpeg -listen 1`` (what MediaMTX documents for
+ffmpeg publishing), not against MediaMTX itself.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from urllib.parse import urlsplit
 import av
 import av.error
 
-from zmqcam.errors import VideoError
+from zmqcam.errors import PushError, VideoError
 from zmqcam.video.timeline import TIME_BASE, Timeline
 
 __all__ = ["PushError", "PushWorker", "Pusher", "push_format"]
@@ -42,10 +46,6 @@ __all__ = ["PushError", "PushWorker", "Pusher", "push_format"]
 _FORMATS = {"rtsp": "rtsp", "rtsps": "rtsp", "rtmp": "flv", "rtmps": "flv"}
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
-
-
-class PushError(VideoError):
-    """A push connection failed (refused, lost, timed out); reconnect with backoff."""
 
 
 def push_format(url: str) -> str:
@@ -196,14 +196,15 @@ class PushWorker:
             if item is None:
                 break
             data, keyframe, capture_ns = item
+            if pusher is None and not keyframe:  # a connection starts at a keyframe: its SPS/PPS make the SDP
+                self.dropped += 1
+                continue
             try:
-                if pusher is None:
-                    if not keyframe:  # a connection starts at a keyframe: its SPS/PPS make the SDP
-                        self.dropped += 1
-                        continue
-                    pusher = Pusher(self.url, *self._args)
+                # the connect counts as a write: RTMP connects (and may hang) when the muxer is opened
                 self._write_started = time.monotonic()
                 try:
+                    if pusher is None:
+                        pusher = Pusher(self.url, *self._args)
                     pusher.write(data, keyframe, capture_ns)
                 finally:
                     self._write_started = None
