@@ -112,8 +112,7 @@ class Subscriber:
         self._latest: protocol.Frame | None = None
         #: h264: the access units not read yet, oldest first (bounded: MAX_QUEUED_UNITS)
         self._units: collections.deque[protocol.Frame] = collections.deque()
-        self._last_unit: int | None = None  # x.au of the last unit queued
-        self._want_key = True
+        self._gate = protocol.UnitGate()  # units are queued from a keyframe on, and after a gap
         self._latest_id = 0
         self._returned_id = 0
         self._closed = False
@@ -216,20 +215,15 @@ class Subscriber:
         with self._cond:
             for frame in sockets.pending_frames(sock, _DRAIN_LIMIT, self._malformed):
                 self.received += 1
-                number = frame.extra.get("au")
-                follows = self._last_unit is not None and number == self._last_unit + 1
-                self._last_unit = number if type(number) is int else None
                 if len(self._units) >= MAX_QUEUED_UNITS:  # the reader is that far behind: drop the backlog
                     self.skipped += len(self._units)
                     self._units.clear()
-                    self._want_key = True
-                if not follows:  # what was queued before the gap still decodes; what follows does not
-                    self._want_key = True
-                if self._want_key and not frame.keyframe:
+                    self._gate.restart()
+                # what was queued before a gap still decodes; what follows it does not
+                if self._gate.admit(frame):
+                    self._units.append(frame)
+                else:
                     self.skipped += 1
-                    continue
-                self._want_key = False
-                self._units.append(frame)
             if self._units:
                 self._cond.notify_all()
 

@@ -217,3 +217,23 @@ def test_h264_access_units_round_trip_and_bad_ones_are_rejected() -> None:
         parts = [bytes(p) for p in protocol.encode("pano", protocol.H264, 1, 2, payload, 33, 20, extra)]
         with pytest.raises(ProtocolError, match=reason):
             protocol.decode(parts)
+
+
+def test_unit_gate_starts_at_a_keyframe_and_waits_for_the_next_after_a_lost_unit() -> None:
+    """Every h264 consumer (Subscriber, /stream.mp4, record --h264, publish targets) takes units
+    through one gate: nothing before the first keyframe, and after a unit lost on the bus nothing
+    until the next keyframe (a decoder fed across the gap would show smeared pictures)."""
+
+    def unit(au: int, key: bool) -> protocol.Frame:
+        extra = {"key": key, "au": au, "coded_w": 2, "coded_h": 2}
+        return protocol.decode(
+            [bytes(p) for p in protocol.encode("pano", protocol.H264, au, au, b"\0\0\1\x65", 2, 2, extra)]
+        )
+
+    gate = protocol.UnitGate()
+    stream = [(0, False), (1, True), (2, False), (4, False), (5, False), (6, True), (7, False)]
+    admitted = [au for au, key in stream if gate.admit(unit(au, key))]
+    assert admitted == [1, 2, 6, 7]
+    assert (gate.gaps, gate.waited) == (1, 3)
+    gate.restart()  # a consumer dropping its backlog
+    assert not gate.admit(unit(8, False)) and gate.admit(unit(9, True))

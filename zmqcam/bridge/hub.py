@@ -242,11 +242,14 @@ class Mp4Channel(Channel):
         self.codec = ""
         self.epoch = 0
         self.fragments = 0  # fragments muxed
-        self.gaps = 0  # access units lost on the bus (the muxing waited for the next keyframe)
         self.timeouts = 0  # viewers answered 503: no keyframe in time
         self.skips_before = 0  # viewer skips counted by muxers already dropped
-        self._last_unit: int | None = None
-        self._want_key = True
+        self.gate = protocol.UnitGate()  # the muxer takes units from a keyframe on, and after a gap
+
+    @property
+    def gaps(self) -> int:
+        """Access units lost on the bus (the muxing waited for the next keyframe)."""
+        return self.gate.gaps
 
     @property
     def skips(self) -> int:
@@ -267,7 +270,9 @@ class Mp4Channel(Channel):
         if self.users == 0:
             self._reset()
 
-    def _reset(self) -> None:
+    def _reset(self, keep_gate: bool = False) -> None:
+        """Drop the muxer and what viewers were sent; the next unit muxed must be a keyframe (unless
+        ``keep_gate``: the unit at hand is one)."""
         if self.muxer is not None:
             with contextlib.suppress(VideoError):
                 self.muxer.close()
@@ -276,26 +281,19 @@ class Mp4Channel(Channel):
         self.live = LiveFragments()
         self.codec = ""
         self.epoch += 1
-        self._last_unit = None
-        self._want_key = True
+        if not keep_gate:
+            self.gate.restart()
 
     def offer(self, frame: protocol.Frame) -> None:
         if self.subscribed_since is None:
             return
         self.received += 1
-        number = frame.extra.get("au")
-        if self._last_unit is not None and number != self._last_unit + 1:
-            self.gaps += 1
-            self._want_key = True
-        self._last_unit = number if type(number) is int else None
-        if self._want_key and not frame.keyframe:
+        if not self.gate.admit(frame):
             return
-        self._want_key = False
         size = (frame.extra["coded_w"], frame.extra["coded_h"])
         if self.muxer is not None and self.muxer.size != size:
             log.info("%s h264: coded size changed to %dx%d: viewers start over", self.stream, *size)
-            self._reset()
-            self._want_key = False
+            self._reset(keep_gate=True)  # this keyframe starts the new muxer
             self.wake()  # viewers of the old muxer end
         if self.muxer is None:
             fps = frame.extra.get("fps")

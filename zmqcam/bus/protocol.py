@@ -11,7 +11,8 @@ Every message is multipart ``[topic, header, payload]``:
 - payload: the pixels (``height*width*3`` bytes, BGR, C order) or the JPEG bytes, sent without a
   copy; or one H.264 access unit in Annex B (start codes, no B-frames); or a JSON object for status.
 - ``h264`` headers also carry, in ``x``: ``key`` (true on a keyframe, which holds SPS, PPS and an
-  IDR, so a consumer can start there), ``coded_w``/``coded_h`` (the encoded size: H.264 4:2:0 needs
+  IDR, so a consumer can start there), ``au`` (the unit's number in its encoder's stream: a gap
+  means a unit was lost, see ``UnitGate``), ``coded_w``/``coded_h`` (the encoded size: H.264 4:2:0 needs
   even sides, ``w``/``h`` stay the picture's own size), ``fps`` (the nominal rate, for muxers) and
   ``codec`` (``avc1.PPCCLL``, for MSE and Content-Type); the stitcher adds ``gop`` (the seq of the
   keyframe a unit depends on) and ``au`` (the unit's number in its encoder's stream: a gap means a
@@ -231,6 +232,38 @@ def _check_h264(extra: dict[str, Any], head: bytes, width: int, height: int) -> 
     coded_h = _int(extra, "coded_h", 2, _MAX_SIDE)
     if coded_w % 2 or coded_h % 2 or coded_w < width or coded_h < height:
         raise ProtocolError(f"h264 coded size {coded_w}x{coded_h} does not hold the {width}x{height} picture")
+
+
+class UnitGate:
+    """Which ``h264`` access units of one stream a decoder, muxer or pusher can take: from a keyframe
+    on, and after a unit lost on the way (a gap in ``x.au``, the unit's number in its encoder's
+    stream) only from the next keyframe again: a decoder fed across a gap shows smeared pictures
+    until then."""
+
+    def __init__(self) -> None:
+        self.gaps = 0  # units lost on the bus
+        self.waited = 0  # units refused while waiting for a keyframe
+        self._last: int | None = None
+        self._seen = False
+        self._want_key = True
+
+    def restart(self) -> None:
+        """Take nothing before the next keyframe (a consumer starting over, a dropped backlog)."""
+        self._want_key = True
+
+    def admit(self, frame: Frame) -> bool:
+        number = frame.extra.get("au")
+        follows = self._last is not None and number == self._last + 1
+        if not follows and self._seen:
+            self.gaps += 1
+            self._want_key = True
+        self._seen = True
+        self._last = number if type(number) is int else None
+        if self._want_key and not frame.keyframe:
+            self.waited += 1
+            return False
+        self._want_key = False
+        return True
 
 
 def encode_status(stream: str, status: dict[str, Any]) -> list[bytes]:

@@ -82,10 +82,9 @@ class Publisher:
         self.before = dict.fromkeys(COUNTERS, 0)
         self.received = 0
         self.malformed = 0
-        self.gaps = 0  # units lost on the bus: the push waited for the next keyframe
-        self.skipped = 0  # units not pushed because a keyframe was awaited (before the first, after a gap)
-        self._last_unit: int | None = None
-        self._want_key = True
+        #: units are pushed from a keyframe on; ``gate.gaps``: units lost on the bus, ``gate.waited``:
+        #: units not pushed while a keyframe was awaited (before the first, after a gap)
+        self.gate = protocol.UnitGate()
         self._shown_state = WAITING
 
     # -- input
@@ -99,16 +98,8 @@ class Publisher:
             if frame.kind != protocol.H264:
                 continue
             self.received += 1
-            number = frame.extra.get("au")
-            if self._last_unit is not None and number != self._last_unit + 1:
-                self.gaps += 1
-                self._want_key = True
-            self._last_unit = number if type(number) is int else None
-            if self._want_key and not frame.keyframe:
-                self.skipped += 1
-                continue
-            self._want_key = False
-            self._push(frame)
+            if self.gate.admit(frame):
+                self._push(frame)
 
     def _push(self, frame: protocol.Frame) -> None:
         size = (frame.extra["coded_w"], frame.extra["coded_h"])
@@ -151,8 +142,8 @@ class Publisher:
             "retry_in": stats.get("retry_in", 0.0),
             "writing_for": stats.get("writing_for", 0.0),
             "received": self.received,
-            "skipped": self.skipped,
-            "gaps": self.gaps,
+            "skipped": self.gate.waited,
+            "gaps": self.gate.gaps,
             "malformed": self.malformed,
         }
 

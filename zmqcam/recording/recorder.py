@@ -91,10 +91,9 @@ class Recorder:
         self.required = [PANO] if h264 else self.cameras
         self.started = time.monotonic()
         self.malformed = 0
-        self.gaps = 0  # h264 units lost on the bus
         self._last_frame = dict.fromkeys(self.cameras, 0.0)  # monotonic
-        self._last_unit: dict[str, int | None] = dict.fromkeys(self.cameras)
-        self._want_key = set(self.cameras)
+        #: h264: each stream's units are written from a keyframe on, and after a gap from the next one
+        self._gates = {name: protocol.UnitGate() for name in self.cameras}
         self._lost: set[str] = set()
         self._hinted = False
         endpoints = sorted({config.consumer_endpoint(n) for n in self.cameras})
@@ -133,17 +132,15 @@ class Recorder:
                 self.writer.write(name, frame.payload, frame.seq, frame.capture_ns, recv_ns, frame.width, frame.height)
             self._last_frame[name] = time.monotonic()
 
+    @property
+    def gaps(self) -> int:
+        """h264 units lost on the bus."""
+        return sum(gate.gaps for gate in self._gates.values())
+
     def _write_unit(self, frame: protocol.Frame) -> None:
         name = frame.stream
-        number = frame.extra.get("au")
-        last = self._last_unit[name]
-        if last is not None and number != last + 1:
-            self.gaps += 1
-            self._want_key.add(name)
-        self._last_unit[name] = number if type(number) is int else None
-        if name in self._want_key and not frame.keyframe:
+        if not self._gates[name].admit(frame):
             return
-        self._want_key.discard(name)
         fps = frame.extra.get("fps")
         try:
             self.writer.write_h264(
