@@ -20,7 +20,8 @@ from zmqcam.grabber import Backoff, run_grabber
 
 
 def cam_status(config: Config, name: str = "cam0") -> dict[str, Any]:
-    return collect_status(config, timeout=2.0).get(name, {})
+    # only the stream asked for: the rig's other streams (no stitcher runs here) would only be waited for
+    return collect_status(config, timeout=2.0, streams=[name]).get(name, {})
 
 
 @pytest.fixture
