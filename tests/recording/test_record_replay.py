@@ -55,8 +55,11 @@ def start_rig(config: Config, children: Children, target: Callable[..., None], s
     procs = [children.start(target, config, cam.name) for cam in config.camera]
     if stitcher:
         procs.append(children.start(run_stitcher, config))
-    expected = len(config.camera) + int(stitcher)
-    wait_for(lambda: len(collect_status(config, timeout=2.0)) == expected, 30, message="rig status")
+    # only the processes started here: a stitcher that does not run would only be waited for
+    expected = [cam.name for cam in config.camera] + (["pano"] if stitcher else [])
+    wait_for(
+        lambda: len(collect_status(config, timeout=2.0, streams=expected)) == len(expected), 30, message="rig status"
+    )
     return procs
 
 
