@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -121,9 +120,9 @@ def fakecam() -> Iterator[FakeCam]:
     try:
         yield cam
     finally:
-        start = time.monotonic()
-        cam.stop()
-        assert time.monotonic() - start < 1.5, "FakeCam.stop() must be prompt"
+        # a generous join: stop() records any thread still running after it as an error (how
+        # promptly it stops is test_fakecam.py's concern, not every test's)
+        cam.stop(timeout=10.0)
         assert cam.errors == [], cam.errors
 
 

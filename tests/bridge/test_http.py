@@ -35,6 +35,7 @@ import zmq
 from tests.helpers import Children, bridge_status, eventually, needs, wait_for
 from tests.helpers.bridge import FPS, IDLE_TIMEOUT, build_config, get_status, start_bridge
 from tests.helpers.status import fresh
+from tests.helpers.stream import PartReader, StreamEnded
 from zmqcam.bridge import Bridge, read_announce
 from zmqcam.bus import protocol, sockets
 from zmqcam.bus.status import STATUS_DOWN_AFTER
@@ -64,54 +65,6 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
     assert data[:2] == b"\xff\xd8" and data[-2:] == b"\xff\xd9", "not a complete JPEG"
     image = simplejpeg.decode_jpeg(data, colorspace="BGR")
     return image.shape[1], image.shape[0]
-
-
-class StreamEnded(Exception):
-    """The bridge ended a stream (told apart from a failed assertion about its parts)."""
-
-
-class PartReader:
-    """Reads a ``multipart/x-mixed-replace`` body part by part, checking the framing strictly."""
-
-    def __init__(self, response: requests.Response) -> None:
-        assert response.status_code == 200, response.text
-        assert response.headers["Content-Type"] == "multipart/x-mixed-replace;boundary=frame"
-        self._chunks = response.iter_content(chunk_size=16384)
-        self._buf = bytearray()
-
-    def _fill(self) -> None:
-        try:
-            self._buf += next(self._chunks)
-        except StopIteration:
-            raise StreamEnded("the stream ended") from None
-
-    def next_part(self) -> tuple[dict[str, str], bytes]:
-        while b"\r\n\r\n" not in self._buf:
-            self._fill()
-        end = self._buf.index(b"\r\n\r\n")
-        lines = bytes(self._buf[:end]).decode("ascii").split("\r\n")
-        assert lines[0] == "--frame", f"expected a boundary, got {lines[0]!r}"
-        headers = {}
-        for line in lines[1:]:
-            key, sep, value = line.partition(":")
-            assert sep, f"malformed part header {line!r}"
-            headers[key.strip().lower()] = value.strip()
-        length = int(headers["content-length"])
-        start = end + 4
-        while len(self._buf) < start + length + 2:
-            self._fill()
-        body = bytes(self._buf[start : start + length])
-        assert self._buf[start + length : start + length + 2] == b"\r\n", "Content-Length does not match the part"
-        del self._buf[: start + length + 2]
-        return headers, body
-
-    def next_live(self, timeout: float) -> tuple[dict[str, str], bytes]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            headers, body = self.next_part()
-            if headers["x-zmqcam-state"] == "live":
-                return headers, body
-        raise AssertionError(f"no live frame within {timeout} s")
 
 
 class SendQueue:

@@ -172,7 +172,7 @@ def test_live_frames_from_running_grabbers(
     assert "no frame from any camera" in err and len(err.strip().splitlines()) == 1
     for cam in config.camera:
         children.start(run_grabber, config, cam.name)
-    wait_for(lambda: len(collect_status(config, timeout=2.0)) == 1, 30, message="grabber")
+    wait_for(lambda: len(collect_status(config, timeout=2.0, streams=["cam0"])) == 1, 30, message="grabber")
     out = tmp_path / "live.png"
     assert cli_main(["calibrate", "-c", cfg, "--live", str(out)]) == 0
     printed = capsys.readouterr().out

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
+from tests.helpers.waiting import wait_for
 from zmqcam.names import LOOPBACK
 from zmqcam.testing.daemon import DaemonProcess, daemon_command, free_port, write_config
 
-__all__ = ["Daemon", "cli", "free_port", "read_stream_parts", "write_config"]
+__all__ = ["Daemon", "cli", "free_port", "read_stream_parts", "wait_running", "write_config"]
 
 
 class Daemon(DaemonProcess):
@@ -56,3 +58,17 @@ def read_stream_parts(port: int, n: int, timeout: float = 30) -> list[bytes]:
             if len(parts) >= n:
                 break
     return parts[:n]
+
+
+def wait_running(d: Daemon, run_dir: Path, names: list[str], timeout: float = 30) -> dict[str, Any]:
+    """The process table once every child in ``names`` is running (the daemon itself still alive)."""
+
+    def running() -> Any:
+        assert d.proc.poll() is None, f"the daemon exited: {d.proc.returncode}"
+        state = d.state(run_dir)
+        if state.get("pid") != d.proc.pid:  # a daemon.json left by a killed daemon
+            return False
+        table = state.get("children", {})
+        return all(table.get(n, {}).get("state") == "running" for n in names) and table
+
+    return wait_for(running, timeout, interval=0.1, message=f"{names} running")

@@ -6,43 +6,65 @@ from __future__ import annotations
 import time
 
 import requests
+from requests.structures import CaseInsensitiveDict
 
-__all__ = ["VIEWER_READ_TIMEOUT", "ReconnectingViewer", "Viewer", "connect_viewer"]
+__all__ = ["VIEWER_READ_TIMEOUT", "PartReader", "ReconnectingViewer", "StreamEnded", "Viewer", "connect_viewer"]
 
 #: how long a viewer waits for the next bytes before its read fails
 VIEWER_READ_TIMEOUT = 10.0
 
 
-class Viewer:
-    """An HTTP viewer of one MJPEG stream of the bridge: the parts as a browser receives them."""
+class StreamEnded(EOFError):
+    """The server ended the stream (closed the connection at a part boundary or inside one)."""
 
-    def __init__(self, port: int, path: str = "/stream", timeout: float = VIEWER_READ_TIMEOUT) -> None:
-        self.response = requests.get(f"http://127.0.0.1:{port}{path}", stream=True, timeout=timeout)
-        assert self.response.status_code == 200, self.response.status_code
-        assert self.response.headers["Content-Type"].startswith("multipart/x-mixed-replace")
-        self._chunks = self.response.iter_content(chunk_size=65536)
-        self._buf = b""
 
-    def next_part(self) -> tuple[dict[str, str], bytes]:
-        """(headers, JPEG) of the next part; raises EOFError when the server closed the stream and
-        requests' errors when the connection broke."""
-        while True:
-            self._buf = self._buf.lstrip(b"\r\n")
-            if self._buf.startswith(b"--frame\r\n"):
-                self._buf = self._buf[len(b"--frame\r\n") :]
-            end = self._buf.find(b"\r\n\r\n")
-            if end >= 0:
-                lines = self._buf[:end].decode("latin-1").split("\r\n")
-                headers = dict(line.split(": ", 1) for line in lines if ": " in line)
-                length = int(headers["Content-Length"])
-                if len(self._buf) >= end + 4 + length:
-                    jpeg = self._buf[end + 4 : end + 4 + length]
-                    self._buf = self._buf[end + 4 + length :]
-                    return headers, jpeg
-            try:
-                self._buf += next(self._chunks)
-            except StopIteration:
-                raise EOFError("the server ended the stream") from None
+class PartReader:
+    """Reads the ``multipart/x-mixed-replace`` body of an open /stream response part by part,
+    checking the framing strictly: a boundary line, headers, exactly Content-Length bytes, CRLF."""
+
+    def __init__(self, response: requests.Response) -> None:
+        self.response = response
+        assert response.status_code == 200, response.status_code
+        assert response.headers["Content-Type"] == "multipart/x-mixed-replace;boundary=frame", response.headers
+        self._chunks = response.iter_content(chunk_size=65536)
+        self._buf = bytearray()
+
+    def _fill(self) -> None:
+        try:
+            self._buf += next(self._chunks)
+        except StopIteration:
+            raise StreamEnded("the server ended the stream") from None
+
+    def next_part(self) -> tuple[CaseInsensitiveDict[str], bytes]:
+        """(headers, JPEG) of the next part; raises StreamEnded when the server closed the stream
+        and requests' errors when the connection broke."""
+        while b"\r\n\r\n" not in self._buf:
+            self._fill()
+        end = self._buf.index(b"\r\n\r\n")
+        lines = bytes(self._buf[:end]).decode("ascii").split("\r\n")
+        assert lines[0] == "--frame", f"expected a boundary, got {lines[0]!r}"
+        headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
+        for line in lines[1:]:
+            key, sep, value = line.partition(":")
+            assert sep, f"malformed part header {line!r}"
+            headers[key.strip()] = value.strip()
+        length = int(headers["Content-Length"])
+        start = end + 4
+        while len(self._buf) < start + length + 2:
+            self._fill()
+        body = bytes(self._buf[start : start + length])
+        assert self._buf[start + length : start + length + 2] == b"\r\n", "Content-Length does not match the part"
+        del self._buf[: start + length + 2]
+        return headers, body
+
+    def next_live(self, timeout: float) -> tuple[CaseInsensitiveDict[str], bytes]:
+        """The next part sent as live (not the "waiting for frames" card), within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            headers, body = self.next_part()
+            if headers["X-Zmqcam-State"] == "live":
+                return headers, body
+        raise AssertionError(f"no live frame within {timeout} s")
 
     def live_parts(self, n: int, timeout: float = 20.0) -> list[bytes]:
         """``n`` JPEGs sent as live (not the "waiting for frames" card)."""
@@ -64,6 +86,13 @@ class Viewer:
             if headers.get("X-Zmqcam-State") == "live" and captured > t_ns:
                 return jpeg
         raise AssertionError(f"no live part captured after the kill within {timeout} s")
+
+
+class Viewer(PartReader):
+    """An HTTP viewer of one MJPEG stream of the bridge: the parts as a browser receives them."""
+
+    def __init__(self, port: int, path: str = "/stream", timeout: float = VIEWER_READ_TIMEOUT) -> None:
+        super().__init__(requests.get(f"http://127.0.0.1:{port}{path}", stream=True, timeout=timeout))
 
     def close(self) -> None:
         self.response.close()
@@ -104,7 +133,7 @@ class ReconnectingViewer:
                     self._viewer = Viewer(self.port, self.path, timeout=self.stall)
                     self.reconnects += 1
                 headers, jpeg = self._viewer.next_part()
-            except (EOFError, requests.RequestException, AssertionError):  # ended, broken, stalled, not 200
+            except (StreamEnded, requests.RequestException, AssertionError):  # ended, broken, stalled, not 200
                 self.close()
                 time.sleep(0.2)
                 continue

@@ -55,8 +55,11 @@ def start_rig(config: Config, children: Children, target: Callable[..., None], s
     procs = [children.start(target, config, cam.name) for cam in config.camera]
     if stitcher:
         procs.append(children.start(run_stitcher, config))
-    expected = len(config.camera) + int(stitcher)
-    wait_for(lambda: len(collect_status(config, timeout=2.0)) == expected, 30, message="rig status")
+    # only the processes started here: a stitcher that does not run would only be waited for
+    expected = [cam.name for cam in config.camera] + (["pano"] if stitcher else [])
+    wait_for(
+        lambda: len(collect_status(config, timeout=2.0, streams=expected)) == len(expected), 30, message="rig status"
+    )
     return procs
 
 
@@ -286,10 +289,17 @@ def test_replay_source_keeps_the_rig_timing_gaps_and_loop_period(
             source.close()
         # the period: 420 ms span + the median interval (50 ms)
         expected_ms = [*times[name], 470 + times[name][0]]
+        first_ns = got[0][1].capture_ns
+        # the schedule starts at open(): before open() returned, and not long before
+        started_ns = first_ns - expected_ms[0] * 1_000_000
+        assert 0 <= opened_ns - started_ns < 1e9, (name, (opened_ns - started_ns) / 1e6)
         for (elapsed, frame), ms, jpeg in zip(got, expected_ms, [*written[name], written[name][0]], strict=True):
             assert frame.is_jpeg and frame.data == jpeg and (frame.width, frame.height) == (32, 24)
-            assert ms / 1000 - 0.005 <= elapsed < ms / 1000 + 0.05, (name, ms, elapsed)
-            assert abs(frame.capture_ns - opened_ns - ms * 1e6) < 5e6, (name, ms)
+            # never ahead of its due time (how far behind on a loaded machine is the benchmark's business)
+            assert elapsed >= ms / 1000 - 0.005, (name, ms, elapsed)
+            # capture_ns is the due time: the recorded offsets exactly (a replay more than a second
+            # late starts its schedule over, which no machine running this test is)
+            assert frame.capture_ns - first_ns == (ms - expected_ms[0]) * 1_000_000, (name, ms)
 
 
 def test_replay_source_end_close_and_damage(make_config: Callable[..., Config], tmp_path: Path) -> None:

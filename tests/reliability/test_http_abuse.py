@@ -47,18 +47,35 @@ def request(path: bytes, *headers: bytes, method: bytes = b"GET") -> bytes:
     return b"%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n" % (method, path, b"".join(h + b"\r\n" for h in headers))
 
 
-def assert_4xx_and_counted(bridge: FedBridge, cases: dict[str, bytes], allowed: set[int] | None = None) -> None:
+def answered_while_the_viewer_streams(
+    bridge: FedBridge, viewer: Viewer, cases: dict[str, bytes], allowed: set[int] | None = None
+) -> None:
+    """Send every bad request of ``cases`` on its own connection, round after round, until the
+    viewer has received new live frames meanwhile (a deadline fails the test): each gets a 4xx
+    (``allowed`` ones, if given) and no file content or traceback, /status counts exactly as many
+    more 4xx responses as were sent, and never a 500. The rounds end only once the viewer got
+    frames while they were being answered, so this cannot pass on a viewer that was starved, nor
+    fail because the bad requests were answered faster than a frame interval."""
     before = status_http(bridge.url)["responses"]
-    for name, data in cases.items():
-        reply = raw_exchange(bridge.port, data)
-        status = http_status_code(reply)
-        assert status is not None and 400 <= status < 500, f"{name}: {reply[:100]!r}"
-        assert allowed is None or status in allowed, f"{name}: {reply[:100]!r}"
-        assert b"root:" not in reply and b"Traceback" not in reply, name
-    after = status_http(bridge.url)["responses"]
-    counted = sum(n - before.get(code, 0) for code, n in after.items() if code.startswith("4"))
-    assert counted >= len(cases), f"only {counted} of {len(cases)} 4xx responses counted: {after}"
-    assert "500" not in after
+    frames = viewer.frames
+    sent = 0
+    deadline = time.monotonic() + 20
+    while viewer.frames < frames + 2:
+        assert time.monotonic() < deadline, f"the viewer got no new frame in 20 s of {sent} bad requests"
+        for name, data in cases.items():
+            reply = raw_exchange(bridge.port, data)
+            status = http_status_code(reply)
+            assert status is not None and 400 <= status < 500, f"{name}: {reply[:100]!r}"
+            assert allowed is None or status in allowed, f"{name}: {reply[:100]!r}"
+            assert b"root:" not in reply and b"Traceback" not in reply, name
+            sent += 1
+
+    def counted(http: dict[str, Any]) -> None:
+        grown = sum(n - before.get(code, 0) for code, n in http["responses"].items() if code.startswith("4"))
+        assert grown == sent, f"{grown} of {sent} 4xx responses counted"
+        assert "500" not in http["responses"], http["responses"]
+
+    eventually(lambda: status_http(bridge.url), counted, 10)
 
 
 MALFORMED = {
@@ -93,10 +110,22 @@ def test_malformed_requests_get_400_and_are_counted(bridge: FedBridge, viewer: V
     """Malformed request lines and headers, smuggling attempts and oversized heads (URL, header,
     header count) get a 4xx on their own connection, are counted in /status, and never disturb a
     viewer; guards against the parser's exceptions turning into 500s, tracebacks or a dead bridge."""
-    frames = viewer.frames
-    assert_4xx_and_counted(bridge, MALFORMED)
-    # the viewer was served meanwhile: it got frames while the bad requests were answered
-    assert viewer.frames > frames, "the viewer got no frame while bad requests were answered"
+    answered_while_the_viewer_streams(bridge, viewer, MALFORMED)
+    viewer.check()
+
+
+def test_bad_requests_answered_and_closed_hold_no_connection_slot(bridge: FedBridge, viewer: Viewer) -> None:
+    """More bad requests in a row than the bridge takes connections (max_clients +
+    SPARE_CONNECTIONS), each answered and closed at once: every one gets its 4xx, none a 503, and
+    the viewer streams on. Guards against a connection closed before its first request counting
+    against the cap until its head deadline: a burst of bad requests then got every client
+    refused for that long."""
+    burst = MAX_CLIENTS + SPARE_CONNECTIONS + 10
+    before = status_http(bridge.url)["refused_connections"]
+    bad = MALFORMED["header without a colon"]
+    codes = [http_status_code(raw_exchange(bridge.port, bad)) for _ in range(burst)]
+    assert all(code is not None and 400 <= code < 500 for code in codes), sorted(set(map(str, codes)))
+    assert status_http(bridge.url)["refused_connections"] == before
     viewer.check()
 
 
@@ -122,7 +151,8 @@ def test_path_traversal_attempts_are_404(bridge: FedBridge, viewer: Viewer) -> N
     """Dot segments, encoded and double-encoded, backslashes and absolute URIs never reach a file:
     404 with a one-line body. The bridge serves no files at all; this guards against adding a route
     (static assets, recordings) that would let one through."""
-    assert_4xx_and_counted(bridge, {path.decode(): request(path) for path in TRAVERSALS}, allowed={400, 404})
+    cases = {path.decode(): request(path) for path in TRAVERSALS}
+    answered_while_the_viewer_streams(bridge, viewer, cases, allowed={400, 404})
     viewer.check()
 
 
@@ -207,11 +237,15 @@ def test_every_kind_of_bad_request_is_a_counted_4xx_and_never_a_500(bridge: FedB
 # slow clients and floods
 
 
-async def _slow_client(port: int, head: bytes, interval: float, limit: float) -> float | None:
-    """Send ``head`` one byte per ``interval`` s; return when the server closed the connection
-    (seconds after connecting), or None if it was still open after ``limit`` s."""
+async def _slow_client(
+    port: int, head: bytes, interval: float, limit: float, connected: asyncio.Queue[None]
+) -> tuple[float, float | None]:
+    """Send ``head`` one byte per ``interval`` s (saying so on ``connected`` once connected); return
+    when it connected and when the server closed the connection (``time.monotonic()``), None for the
+    latter if it was still open after ``limit`` s."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     started = time.monotonic()
+    connected.put_nowait(None)
     try:
 
         async def dribble() -> None:
@@ -224,13 +258,13 @@ async def _slow_client(port: int, head: bytes, interval: float, limit: float) ->
         try:
             await asyncio.wait_for(reader.read(), limit)  # b"" or a reply, then EOF
         except asyncio.TimeoutError:
-            return None
+            return started, None
         except ConnectionError:
             pass
         finally:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
-        return time.monotonic() - started
+        return started, time.monotonic()
     finally:
         writer.close()
 
@@ -239,44 +273,57 @@ def test_slowloris_clients_are_closed_after_the_head_deadline_and_starve_nobody(
     bridge: FedBridge, viewer: Viewer
 ) -> None:
     """50 clients sending their request head a byte a second are closed once the request-head
-    deadline passes, while a normal client meanwhile gets /status and a new /stream at once.
-    Guards against slowloris: aiohttp alone would hold such connections open indefinitely."""
+    deadline passes, while meanwhile the viewer keeps getting frames and a normal client gets
+    /status and a new /stream. Guards against slowloris: aiohttp alone would hold such
+    connections open indefinitely."""
     n_slow = 50
     head = request(b"/status", b"User-Agent: " + b"s" * 200)
     before = status_http(bridge.url)["head_timeouts"]
     result: dict[str, Any] = {}
 
     async def main() -> None:
-        slow = [asyncio.create_task(_slow_client(bridge.port, head, 1.0, HEAD_TIMEOUT + 20)) for _ in range(n_slow)]
-        await asyncio.sleep(0.5)  # every slow client is connected and dribbling
-        result["frames_before"] = viewer.frames
+        connected: asyncio.Queue[None] = asyncio.Queue()
         started = time.monotonic()
+        slow = [
+            asyncio.create_task(_slow_client(bridge.port, head, 1.0, HEAD_TIMEOUT + 20, connected))
+            for _ in range(n_slow)
+        ]
+        for _ in range(n_slow):  # every slow client is connected (and dribbling) from here on
+            await connected.get()
+        result["connected"] = time.monotonic()
+        # the viewer is served while they are connected: wait (with a deadline) for its next frames
+        await asyncio.to_thread(viewer.check, 2)
+        result["viewer_served"] = time.monotonic()
         await asyncio.to_thread(status_http, bridge.url)
-        result["status_after"] = time.monotonic() - started
+        result["status_answered"] = time.monotonic()
 
         def first_stream_part() -> float:
             with requests.get(bridge.url + "/stream", stream=True, timeout=(5, 5)) as response:
                 assert response.status_code == 200
                 next(response.iter_content(chunk_size=1024))
-            return time.monotonic() - started
+            return time.monotonic()
 
-        result["stream_after"] = await asyncio.to_thread(first_stream_part)
-        result["frames_meanwhile"] = viewer.frames - result["frames_before"]
-        result["closed_after"] = await asyncio.gather(*slow)
+        result["stream_served"] = await asyncio.to_thread(first_stream_part)
+        result["slow"] = await asyncio.gather(*slow)
+        result["started"] = started
 
     asyncio.run(main())
-    closed_after = result["closed_after"]
-    assert all(t is not None for t in closed_after), f"{closed_after.count(None)} slow clients were never closed"
-    assert min(closed_after) >= HEAD_TIMEOUT * 0.9, "a slow client was closed before its deadline"
-    print(
-        f"\n{n_slow} slowloris clients closed {min(closed_after):.1f}-{max(closed_after):.1f} s after connecting;"
-        f" meanwhile /status took {result['status_after'] * 1000:.0f} ms,"
-        f" a new /stream's first bytes {result['stream_after'] * 1000:.0f} ms"
+    never = sum(closed is None for _, closed in result["slow"])
+    assert never == 0, f"{never} slow clients were never closed"
+    closed = [t for _, t in result["slow"]]
+    assert min(t - since for since, t in result["slow"]) >= HEAD_TIMEOUT * 0.9, (
+        "a slow client closed before its deadline"
     )
-    # starving nobody is an order: /status answered, a new /stream served and the viewer sent
-    # frames while every slow client was still connected (before the first was closed)
-    assert result["stream_after"] < min(closed_after), result
-    assert result["frames_meanwhile"] > 0, "the viewer got no frame while the slow clients were connected"
+    print(
+        f"\n{n_slow} slowloris clients closed {min(closed) - result['started']:.1f}-"
+        f"{max(closed) - result['started']:.1f} s after the first connected; meanwhile the viewer's next frames"
+        f" came {(result['viewer_served'] - result['connected']) * 1000:.0f} ms after they were connected,"
+        f" /status {(result['status_answered'] - result['viewer_served']) * 1000:.0f} ms later,"
+        f" a new /stream's first bytes {(result['stream_served'] - result['status_answered']) * 1000:.0f} ms later"
+    )
+    # starving nobody is an order: the viewer got new frames, /status was answered and a new
+    # /stream served while every slow client was still connected (before the first was closed)
+    assert result["viewer_served"] < result["status_answered"] < result["stream_served"] < min(closed), result
     assert status_http(bridge.url)["head_timeouts"] - before == n_slow
     viewer.check()
 
@@ -314,16 +361,16 @@ def test_connections_beyond_the_cap_get_503_and_the_viewers_keep_streaming(bridg
     result: dict[str, Any] = {}
 
     async def main() -> None:
-        async def idle() -> bytes | None:
-            """What the bridge sent before closing (b"" for a close at the head deadline); None if
-            it neither answered nor closed within the deadline and then some."""
+        async def idle() -> tuple[bytes | None, float]:
+            """What the bridge sent before closing (b"" for a close at the head deadline), None if
+            it neither answered nor closed within the deadline and then some; and when."""
             reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port)
             try:
-                return await asyncio.wait_for(reader.read(), HEAD_TIMEOUT + 20)
+                return await asyncio.wait_for(reader.read(), HEAD_TIMEOUT + 20), time.monotonic()
             except ConnectionError:
-                return b""
+                return b"", time.monotonic()
             except asyncio.TimeoutError:
-                return None
+                return None, time.monotonic()
             finally:
                 writer.close()
 
@@ -332,10 +379,13 @@ def test_connections_beyond_the_cap_get_503_and_the_viewers_keep_streaming(bridg
             tasks.append(asyncio.create_task(idle()))
             await asyncio.sleep(0.002)
         await asyncio.sleep(0.5)
-        result["frames_before"] = viewer.frames
         result["meanwhile"] = await asyncio.to_thread(raw_exchange, bridge.port, request(b"/status"))
-        replies = await asyncio.gather(*tasks)
-        result["frames_meanwhile"] = viewer.frames - result["frames_before"]
+        # the viewer is served while the cap is reached: wait (with a deadline) for its next frames
+        await asyncio.to_thread(viewer.check, 2)
+        result["viewer_served"] = time.monotonic()
+        ends = await asyncio.gather(*tasks)
+        replies = [reply for reply, _ in ends]
+        result["first_held_closed"] = min((at for reply, at in ends if reply == b""), default=float("inf"))
         result["refused"] = sum(http_status_code(reply) == 503 for reply in replies if reply is not None)
         result["held"] = sum(reply == b"" for reply in replies)
         result["hanging"] = sum(reply is None for reply in replies)
@@ -345,7 +395,8 @@ def test_connections_beyond_the_cap_get_503_and_the_viewers_keep_streaming(bridg
     assert result["hanging"] == 0, result
     assert (result["held"], result["refused"]) == (cap - 1, flood + 1 - cap), result
     assert http_status_code(result["meanwhile"]) == 503, result["meanwhile"][:100]
-    assert result["frames_meanwhile"] > 0, "the viewer got no frame while the cap was reached"
+    # an order: the viewer got new frames before the first held connection was closed
+    assert result["viewer_served"] < result["first_held_closed"], "the viewer got no frame while the cap was reached"
     after = wait_for(lambda: status_http_or_none(bridge.url), 10, message="the bridge to accept again")
     # the refused ones: the flood's, and the status request made meanwhile
     assert after["refused_connections"] - before == result["refused"] + 1

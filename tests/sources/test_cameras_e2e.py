@@ -23,6 +23,7 @@ import pytest
 import simplejpeg
 
 from tests.helpers import Children, bus_status, require_rtsp, wait_for
+from tests.helpers.panorama import read_until
 from zmqcam import Subscriber
 from zmqcam.bus.protocol import Frame
 from zmqcam.bus.status import collect_status
@@ -138,16 +139,6 @@ def resized_status(size: tuple[int, int]) -> Callable[[dict[str, Any]], None]:
         assert (s["width"], s["height"]) == size, s
 
     return check
-
-
-def read_until(sub: Subscriber, predicate: Callable[[Frame], bool], timeout: float, what: str) -> Frame:
-    """The first frame read that satisfies ``predicate``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ok, frame = sub.read(timeout=0.5)
-        if ok and frame is not None and predicate(frame):
-            return frame
-    raise AssertionError(f"no panorama with {what} within {timeout} s")
 
 
 def restart_on_port(port: int, **kwargs: Any) -> FakeCam:

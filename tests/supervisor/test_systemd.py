@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import Daemon, wait_for, write_config
-from tests.reliability.test_faults import wait_running
+from tests.helpers.daemon import wait_running
 from zmqcam.names import grabber_name
 from zmqcam.supervisor.systemd import (
     NOTIFY_SOCKET,

@@ -137,6 +137,19 @@ class GuardedSite(web.BaseSite):
             backlog=self._backlog,
             reuse_address=True,
         )
+        # a connection closed before a request of it started (a malformed head answered 400, a
+        # client that left) awaits no head any more: forget it when aiohttp learns it is lost, or,
+        # its transport gone, it would count as a TLS handshake in progress against the cap until
+        # its deadline, and a burst of bad requests would get every client refused meanwhile
+        server = self._runner.server
+        assert server is not None
+        lost = server.connection_lost
+
+        def connection_lost(handler: RequestHandler, exc: BaseException | None = None) -> None:
+            self._head_done(handler)
+            lost(handler, exc)
+
+        server.connection_lost = connection_lost  # type: ignore[method-assign]
 
     def open_connections(self) -> int:
         server = self._runner.server
@@ -157,6 +170,10 @@ class GuardedSite(web.BaseSite):
         return handler
 
     def request_started(self, handler: RequestHandler) -> None:
+        self._head_done(handler)
+
+    def _head_done(self, handler: RequestHandler) -> None:
+        """``handler`` awaits no request head any more (one started, or the connection is gone)."""
         timer = self._awaiting_head.pop(handler, None)
         if timer is not None:
             timer.cancel()
