@@ -446,7 +446,7 @@ def section_daemon(quick: bool, missing: list[str]) -> dict[str, Any]:
             out["viewers"] = {"steps": rows}
             # -- 4 for H.264: the same number of /stream.mp4 viewers, the bridge's CPU beside MJPEG's
             mp4_rows = []
-            for n in (steps[-2],) if quick else (100,):
+            for n in (steps[0],) if quick else (100,):
                 row = viewers_step(d.port, d.pid, n, vdur, vwarm + 1.0, path="/stream.mp4")
                 row.pop("latency_ms")
                 mjpeg = viewers_step(d.port, d.pid, n, vdur, vwarm)
