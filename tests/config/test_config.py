@@ -195,6 +195,10 @@ crop = { front = 0, back = 632 }
         (GOOD_CAMERA.replace("[640, 349]", "[inf, 349]"), "the points must be finite numbers"),
         (GOOD_CAMERA + GOOD_CAMERA, "bad.toml: camera[1].name: 'cam0': duplicate camera name (also camera[0])"),
         (
+            GOOD_CAMERA.replace('"cam0"', '"pano"'),
+            "bad.toml: camera[0].name: 'pano': 'pano' is the panorama's stream name: name the camera otherwise",
+        ),
+        (
             GOOD_CAMERA + GOOD_CAMERA.replace("cam0", "cam1").replace("height = 250", "height = 240"),
             "bad.toml: camera[1].perspective.height: 240: all stitched cameras need the same height (cam0 has 250)",
         ),

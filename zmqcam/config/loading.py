@@ -183,6 +183,13 @@ def _cross_checks(config: Config) -> Iterator[tuple[str, Any, str]]:
         if cam.name in names:
             yield f"{where}.name", cam.name, f"duplicate camera name (also camera[{names[cam.name]}])"
         names.setdefault(cam.name, i)
+        if cam.name == PANO:
+            # its topics would be the stitcher's: two publishers of one stream on the bus
+            yield (
+                f"{where}.name",
+                cam.name,
+                f"{PANO!r} is the panorama's stream name: name the camera otherwise",
+            )
         # a typo in a URL scheme would otherwise silently become a missing file
         scheme_typo = "://" in cam.source and not cam.source.lower().startswith("file://")
         if cam.kind is None and scheme_typo and cam.source_kind == "file":
