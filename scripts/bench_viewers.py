@@ -1,13 +1,16 @@
-"""MJPEG viewers for scripts/bench.py, run as a separate process: raw asyncio socket readers.
+"""HTTP viewers for scripts/bench.py, run as a separate process: raw asyncio socket readers.
 
-    python scripts/bench_viewers.py --port P --clients N --duration D [--warmup W] [--latency]
+    python scripts/bench_viewers.py --port P --clients N --duration D [--warmup W] [--latency] [--path /stream.mp4]
     python scripts/bench_viewers.py --port P --cycles K [--concurrency C]
 
-Prints one JSON line. Each reader sends ``GET /stream HTTP/1.0`` (so neither server chunks the
-body) and scans the multipart body for ``X-Timestamp:`` lines (a ``--path`` ending in ``.mp4``:
-counts ``moof`` boxes, one per frame, instead): a part whose timestamp differs from
-the previous one is a new frame; with --latency, the time from that capture time to the moment the
-part's headers arrived is recorded (the part is one write on loopback, so its JPEG follows at once).
+Prints one JSON line. Each reader sends ``GET <path> HTTP/1.0`` (so neither server chunks the
+body). ``/stream`` (MJPEG): the reader scans the multipart body for ``X-Timestamp:`` lines; a part
+whose timestamp differs from the previous one is a new frame; with --latency, the time from that
+capture time to the moment the part's headers arrived is recorded (the part is one write on
+loopback, so its JPEG follows at once). A ``--path`` ending in ``.mp4`` (fragmented MP4): the body is
+walked box by box (``bench_fmp4``), one fragment (moof + mdat) per frame; with --latency, the time
+from the fragment's capture time (the response's ``X-Capture-Origin-Ns`` + the fragment's ``tfdt``)
+to the moment its last byte arrived is recorded.
 """
 
 from __future__ import annotations
@@ -19,8 +22,14 @@ import json
 import time
 from typing import Any
 
+from bench_fmp4 import Fragments
+
+from zmqcam.video.timeline import NS_PER_SECOND, TIME_BASE
+
 MARK = b"X-Timestamp: "
-MOOF = b"moof"
+ORIGIN = b"x-capture-origin-ns:"
+HEADER_END = b"\r\n\r\n"
+MAX_HEADER = 16384  # an HTTP response header longer than this is not the bridge's
 
 
 class Reader(asyncio.Protocol):
@@ -36,15 +45,16 @@ class Reader(asyncio.Protocol):
         self.parts = 0
         self.closed = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
+        self.mp4 = Fragments() if path.endswith(".mp4") else None
+        self.header: bytes | None = None  # the HTTP response header, once whole (mp4 only)
+        self.origin_ns: int | None = None  # X-Capture-Origin-Ns: capture time of media time 0
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         transport.write(f"GET {self.path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
 
     def _ts(self, value: bytes) -> None:
-        self.parts += 1
-        if self.first is not None and not self.first.done():
-            self.first.set_result(time.monotonic())
+        self._part()
         if value != self.last_ts:
             self.last_ts = value
             if self.counting:
@@ -53,18 +63,38 @@ class Reader(asyncio.Protocol):
                     with contextlib.suppress(ValueError):
                         self.lat.append((time.time() - float(value)) * 1000)
 
+    def _part(self) -> None:
+        """A part (MJPEG) or a fragment (fMP4) arrived."""
+        self.parts += 1
+        if self.first is not None and not self.first.done():
+            self.first.set_result(time.monotonic())
+
+    def _mp4(self, data: bytes, now_ns: int) -> None:
+        assert self.mp4 is not None
+        if self.header is None:
+            self.tail += data
+            end = self.tail.find(HEADER_END)
+            if end < 0:
+                if len(self.tail) > MAX_HEADER and self.transport is not None:
+                    self.transport.abort()
+                return
+            self.header, data, self.tail = self.tail[:end], self.tail[end + len(HEADER_END) :], b""
+            for line in self.header.lower().split(b"\r\n"):
+                if line.startswith(ORIGIN):
+                    with contextlib.suppress(ValueError):
+                        self.origin_ns = int(line[len(ORIGIN) :])
+        for decode_time in self.mp4.feed(data):
+            self._part()
+            if not self.counting:
+                continue
+            self.frames += 1
+            if self.latency and self.origin_ns is not None:
+                capture_ns = self.origin_ns + decode_time * TIME_BASE.numerator * NS_PER_SECOND // TIME_BASE.denominator
+                self.lat.append((now_ns - capture_ns) / 1e6)
+
     def data_received(self, data: bytes) -> None:
-        if self.path.endswith(".mp4"):
-            # fMP4: one moof box per frame (a box type cut between two reads is counted with the tail)
-            window = self.tail + data
-            found = window.count(MOOF)
-            self.tail = window[-(len(MOOF) - 1) :]
-            for _ in range(found):
-                self.parts += 1
-                if self.first is not None and not self.first.done():
-                    self.first.set_result(time.monotonic())
-                if self.counting:
-                    self.frames += 1
+        if self.mp4 is not None:
+            self._mp4(data, time.time_ns())  # the moment these bytes arrived
             return
         start = 0
         if self.tail:
