@@ -77,7 +77,9 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     daemon = Daemon(["-c", str(path)], cwd=home)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _ok(url), 30, interval=0.2, message="the bridge to answer /metrics")
+        # the stitcher's families come from its status: the rig is ready once the bridge heard from
+        # every process (a scrape before that lacks them, which is right: nothing is known yet)
+        wait_for(lambda: _ok(url), 30, interval=0.2, message="every family in /metrics")
         yield Rig(url, run_dir, daemon)
     finally:
         daemon.terminate()
@@ -85,9 +87,10 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 
 def _ok(url: str) -> bool:
     try:
-        return scrape(url).get("zmqcam_camera_fps") is not None
+        families = scrape(url)
     except (OSError, requests.RequestException):
         return False
+    return all(name in families for name in FAMILIES)
 
 
 def scrape(url: str, token: str = METRICS_TOKEN) -> dict[str, object]:
