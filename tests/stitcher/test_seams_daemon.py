@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.helpers import Daemon, bridge_status, free_port
+from tests.helpers import Daemon, bridge_status, cli, free_port
 from tests.helpers.rig import neutral, scene_camera_tables
 from zmqcam.client import Subscriber
 from zmqcam.config import Config, from_dict, load_config
@@ -133,6 +133,11 @@ def test_neighbours_agree_and_status_shows_the_gains(rig: Rig) -> None:
             assert red > green > blue and red > max(g[2] for n, g in gains.items() if n != "cam1")
 
         bridge_status(rig.url, check, since)
+        # zmqcam-daemon status prints them too, one line for the panorama's cameras
+        shown = cli("status", "-c", str(rig.path)).stdout
+        line = next((x for x in shown.splitlines() if "gains (B G R):" in x), None)
+        assert line is not None, shown
+        assert all(f"{name} " in line for name in rig.names) and "seam feather, exposure gain" in shown, shown
 
 
 def test_a_light_change_is_followed_without_flicker(rig: Rig) -> None:

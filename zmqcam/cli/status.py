@@ -87,6 +87,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     elif pano is not None:
         subs = sum(v for k, v in pano.get("subscribers", {}).items() if k != "status")
         print(f"{PANO:<10} {'on' if pano['upstream'] else 'idle':<11} {pano['fps']:>6.1f} {subs:>11}")
+        seam, exposure = pano.get("seam", "cut"), pano.get("exposure", "off")
+        print(f"{'':<10} seam {seam}, exposure {exposure}, capture spread {pano.get('spread_ms', 0):.1f} ms")
+        gains = {name: cam["gain"] for name, cam in pano.get("cameras", {}).items() if cam.get("gain")}
+        if gains:
+            shown = ", ".join(f"{name} {' '.join(f'{g:.2f}' for g in gain)}" for name, gain in gains.items())
+            print(f"{'':<10} gains (B G R): {shown}")
     if status["http"] is not None:
         print(f"http clients: {status['http'].get('clients', 0)}")
     targets = publish_status(status["daemon"].get("children", {}))
