@@ -12,14 +12,15 @@ For each channel, with ``m[k]`` the left camera's and ``n[k]`` the right camera'
 
     sum_k ((g[k] * m[k] - g[k+1] * n[k]) / SIGMA_LEVELS) ** 2  +  sum_i ((g[i] - 1) / SIGMA_GAIN) ** 2
 
-Solved gains are a target, never applied at once: the applied gains follow it by a first-order low
-pass of ``TIME_CONSTANT`` seconds (a light change is followed within seconds, and a step is followed
-monotonically: measurements are taken before any gain, so the gains never feed back into what they are
-computed from, and nothing can oscillate). A camera's scale is changed only when one of its gains has
-moved by ``GAIN_STEP`` since, so measurement noise never shows as flicker. The per-frame cost is one
-``cv2.transform`` per slot with a diagonal 3x3 matrix: OpenCV's SIMD per-channel scale, about twice
-as fast as a 3-channel ``cv2.LUT`` over the same pixels (0.5 against 0.9 ms for the original
-geometry's panorama on one AVX-512 core), rounding to the nearest level as the table would.
+Solved gains (solved again at most every ``SOLVE_INTERVAL``) are a target, never applied at once:
+the applied gains follow it by a first-order low pass of ``TIME_CONSTANT`` seconds (a light change
+is followed within seconds, and a step is followed monotonically: measurements are taken before any
+gain, so the gains never feed back into what they are computed from, and nothing can oscillate). A
+camera's scale is changed only when one of its gains has moved by ``GAIN_STEP`` since, so
+measurement noise never shows as flicker. The per-frame cost is one ``cv2.transform`` per slot with
+a diagonal 3x3 matrix: OpenCV's SIMD per-channel scale, about twice as fast as a 3-channel
+``cv2.LUT`` over the same pixels (0.5 against 0.9 ms for the original geometry's panorama on one
+AVX-512 core), rounding to the nearest level as the table would.
 
 Pure numpy/OpenCV, no sockets; the time is passed in.
 """
@@ -32,7 +33,16 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-__all__ = ["GAIN_RANGE", "GAIN_STEP", "SIGMA_GAIN", "SIGMA_LEVELS", "TIME_CONSTANT", "GainCompensator", "solve_gains"]
+__all__ = [
+    "GAIN_RANGE",
+    "GAIN_STEP",
+    "SIGMA_GAIN",
+    "SIGMA_LEVELS",
+    "SOLVE_INTERVAL",
+    "TIME_CONSTANT",
+    "GainCompensator",
+    "solve_gains",
+]
 
 #: a mismatch of this many grey levels between neighbours weighs as much as ...
 SIGMA_LEVELS = 2.0
@@ -44,6 +54,9 @@ TIME_CONSTANT = 0.7
 GAIN_RANGE = (0.5, 2.0)
 #: a camera's applied scale changes when a gain has moved this much (half a level at mid grey)
 GAIN_STEP = 1 / 256
+#: the gains' target is solved again at most this often (seconds): the smoothing above is what
+#: follows a change, and solving every panorama cost as much as applying the gains
+SOLVE_INTERVAL = 0.1
 #: a step in time longer than this (a pause, nobody watching) counts as this long
 _MAX_STEP = 1.0
 
@@ -80,6 +93,8 @@ class GainCompensator:
         #: of the seam is missing, so that the others' gains hold rather than drift to 1
         self._means: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._updated: float | None = None
+        self._target: np.ndarray | None = None
+        self._solved_at = 0.0
         #: per camera, the diagonal matrix ``apply`` scales with (None: gains of 1, nothing to do)
         self._scaled_gains = np.ones((count, 3))
         self._scales: list[np.ndarray | None] = [None] * count
@@ -94,7 +109,10 @@ class GainCompensator:
         monotonic clock)."""
         if not self._means:
             return
-        target = solve_gains(self.count, [(k, m, n) for k, (m, n) in sorted(self._means.items())])
+        if self._target is None or not 0 <= now - self._solved_at < SOLVE_INTERVAL:
+            self._target = solve_gains(self.count, [(k, m, n) for k, (m, n) in sorted(self._means.items())])
+            self._solved_at = now
+        target = self._target
         # the very first solution is applied at once: there is no earlier picture to be smooth with
         share = 1.0
         if self._updated is not None:
