@@ -6,10 +6,8 @@ import itertools
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import needs, wait_for
+from tests.helpers import free_port, needs, wait_for
+from tests.helpers.media_server import RtspServer
 from tests.helpers.video import PANO_SIZE, LiveVideoServer, live_server, psnr
 from zmqcam.errors import VideoError
 from zmqcam.sources.synthetic import render_scene
@@ -166,46 +165,6 @@ def test_a_late_viewer_of_the_http_fmp4_stream_decodes_frames_of_the_right_size(
     assert server.viewers == 0, "viewers that hung up are gone"
 
 
-class RtspReceiver:
-    """A real RTSP server in record mode: ``ffmpeg -rtsp_flags listen`` decoding what it receives to
-    grey frames on its stdout, counted by a reader thread."""
-
-    def __init__(self, port: int, size: tuple[int, int]) -> None:
-        self.url = f"rtsp://127.0.0.1:{port}/live"
-        self.frame_bytes = size[0] * size[1]
-        self.received = 0
-        self.proc = subprocess.Popen(
-            ["ffmpeg", "-v", "error", "-rtsp_flags", "listen", "-i", self.url,
-             "-f", "rawvideo", "-pix_fmt", "gray", "-"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        while chunk := self.proc.stdout.read(65536):
-            self.received += len(chunk)
-
-    @property
-    def frames(self) -> int:
-        return self.received // self.frame_bytes
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(5)
-        self._reader.join(5)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_push_reaches_an_rtsp_server_and_reconnects_after_it_comes_back(server: LiveVideoServer) -> None:
     """A PushWorker fed the live access units ANNOUNCEs/RECORDs to a real RTSP server (ffmpeg in
     listen mode), which decodes frames of the coded size; the server killed, the worker counts the
@@ -214,7 +173,7 @@ def test_push_reaches_an_rtsp_server_and_reconnects_after_it_comes_back(server: 
     ffmpeg_tools()
     port = free_port()
     size = server.encoder.coded_size
-    receiver = RtspReceiver(port, size)
+    receiver = RtspServer(port, "live")
     worker = PushWorker(receiver.url, *size, fps=server.fps, backoff=(0.2, 1.0))
     offer_ms: list[float] = []
 
@@ -233,7 +192,7 @@ def test_push_reaches_an_rtsp_server_and_reconnects_after_it_comes_back(server: 
         # the write that finds it gone: broken pipe or reset; every reconnect after: refused
         assert any(word in worker.last_error.lower() for word in ("broken pipe", "reset", "refused")), worker.last_error
 
-        receiver = RtspReceiver(port, size)
+        receiver = RtspServer(port, "live")
         wait_for(lambda: receiver.frames >= 10, 30, message="the new RTSP server to decode 10 frames")
         assert worker.connects >= 2 and worker.stats()["state"] == "live"
         assert max(offer_ms) < 50, f"offer blocked for {max(offer_ms):.0f} ms"

@@ -337,7 +337,7 @@ class Hub:
         rates: dict[str, float] = {}
         if config.stitch.enabled:
             endpoints[PANO] = config.consumer_endpoint(PANO)
-            rates[PANO] = min(cam.fps for cam in config.stitched_cameras)
+            rates[PANO] = config.pano_fps
         for cam in config.camera:
             endpoints[cam.name] = config.consumer_endpoint(cam.name)
             rates[cam.name] = cam.fps
@@ -369,7 +369,8 @@ class Hub:
 
     def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._read_frames(ch), name=f"frames-{ch.stream}-{ch.kind}") for ch in self._all()
+            asyncio.create_task(self._read_frames(ch), name=f"frames-{ch.stream}-{ch.kind}")
+            for ch in self.all_channels()
         ]
         self._tasks.append(asyncio.create_task(self._read_status(), name="status"))
 
@@ -406,14 +407,15 @@ class Hub:
             return None, None
         return entry[0], time.monotonic() - entry[1]
 
-    def _all(self) -> list[Channel]:
+    def all_channels(self) -> list[Channel]:
+        """The JPEG channels and, when the panorama is stitched, /stream.mp4's."""
         return [*self.channels.values(), *([self.mp4] if self.mp4 is not None else [])]
 
     def subscriptions(self) -> list[str]:
-        return [f"{ch.stream} {ch.kind}" for ch in self._all() if ch.users > 0]
+        return [f"{ch.stream} {ch.kind}" for ch in self.all_channels() if ch.users > 0]
 
     def wake_all(self) -> None:
-        for channel in self._all():
+        for channel in self.all_channels():
             channel.wake()
 
     async def stop(self) -> None:

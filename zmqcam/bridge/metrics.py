@@ -27,6 +27,7 @@ from zmqcam.bridge import report
 from zmqcam.bridge.report import ProcessTable, publish_status
 from zmqcam.bus.status import CAMERA_STATES, NO_SIGNAL, STATUS_DOWN_AFTER, UNKNOWN, process_usage
 from zmqcam.names import BRIDGE, MP4_VIEWERS, PANO, STITCHER, grabber_name
+from zmqcam.video.push import LIVE as PUSH_LIVE
 
 if TYPE_CHECKING:
     import collections
@@ -131,11 +132,10 @@ class _RigCollector(Collector):
             value=1.0 if shown["state"] == "running" else 0.0,
         )
         yield GaugeMetricFamily(PREFIX + "stitcher_fps", "Panoramas per second.", value=float(shown["fps"]))
-        target = min(cam.fps for cam in bridge.config.stitched_cameras)
         yield GaugeMetricFamily(
             PREFIX + "stitcher_target_fps",
             "The panorama rate the config asks for (the slowest stitched camera's fps).",
-            value=target,
+            value=bridge.config.pano_fps,
         )
         spread = _number(shown["spread_ms"])
         if spread is not None:
@@ -278,7 +278,7 @@ class _RigCollector(Collector):
             key: CounterMetricFamily(PREFIX + f"publish_{key}", text, labels=["target"]) for key, text in texts.items()
         }
         for target, shown in publish_status(self.bridge.processes.read()).items():
-            live.add_metric([target], 1.0 if shown["state"] == "live" else 0.0)
+            live.add_metric([target], 1.0 if shown["state"] == PUSH_LIVE else 0.0)
             for key, family in counters.items():
                 family.add_metric([target], shown[key])
         yield live

@@ -24,6 +24,7 @@ from typing import Any
 from zmqcam.bridge.hub import Channel, Hub
 from zmqcam.bus.status import CAMERA_STATES, DOWN, LIVE, NO_SIGNAL, RUNNING, STATUS_DOWN_AFTER, UNKNOWN
 from zmqcam.names import PANO, PUBLISH_PREFIX, STATE_FILE
+from zmqcam.video.push import COUNTERS as PUSH_COUNTERS
 
 
 def _num(value: Any) -> float | int | None:
@@ -162,10 +163,6 @@ def _process(entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-#: what ``/status`` shows of each publish target's report, and the counters among them
-PUBLISH_COUNTERS = ("connects", "failures", "sent", "dropped")
-
-
 def publish_status(processes: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Each ``[[publish]]`` target (``publish:NAME`` in the process table) by NAME: its push ``state``
     (waiting, connecting, live, backoff; its process's state when that is not running), ``url``,
@@ -180,7 +177,7 @@ def publish_status(processes: Mapping[str, dict[str, Any]]) -> dict[str, dict[st
         targets[process[len(PUBLISH_PREFIX) :]] = {
             "state": str(told.get("state") or UNKNOWN) if running else str(entry.get("state")),
             "url": str(told.get("url") or ""),
-            **{key: _count(told.get(key)) for key in PUBLISH_COUNTERS},
+            **{key: _count(told.get(key)) for key in PUSH_COUNTERS},
             "last_error": str(told.get("last_error") or ""),
             "retry_in": _num(told.get("retry_in")) or 0.0,
             "restarts": _count(entry.get("restarts")),

@@ -617,7 +617,7 @@ class Bridge:
             **self.counters,
             "bad_requests": self.responses[400],
             "responses": {str(code): n for code, n in sorted(self.responses.items())},
-            "malformed": self.hub.malformed + sum(ch.malformed for ch in self.hub.channels.values()),
+            "malformed": self.hub.malformed + sum(ch.malformed for ch in self.hub.all_channels()),
             "write_timeout": self.write_timeout,
             "mp4": self._mp4_status(),
             "uptime": round(time.monotonic() - self._started, 1),

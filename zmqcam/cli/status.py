@@ -18,6 +18,7 @@ from zmqcam.cli.common import Subparsers, add_daemon_arguments, load_args_config
 from zmqcam.config import Config
 from zmqcam.names import ALL_PARTS, BRIDGE, PANO, STATE_FILE, local_host
 from zmqcam.supervisor.roles import parse_role, reachable_streams
+from zmqcam.video.push import BACKOFF
 
 
 def gather_status(config: Config) -> dict[str, Any]:
@@ -102,7 +103,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             counts = f"{t['connects']:>8} {t['failures']:>8} {t['sent']:>8} {t['dropped']:>8}"
             print(f"{name:<10} {t['state']:<11} {counts}  {t['url']}")
             if t["last_error"]:
-                retry = f" (retry in {t['retry_in']:.1f} s)" if t["state"] == "backoff" else ""
+                retry = f" (retry in {t['retry_in']:.1f} s)" if t["state"] == BACKOFF else ""
                 print(f"{'':<10} last error: {t['last_error']}{retry}")
     return 0
 

@@ -193,7 +193,7 @@ class StitchConfig(_Model):
     #: cameras' pixels as they come. None: gain when a stitched camera has an ``overlap``, else off
     exposure: Literal["off", "gain"] | None = None
     #: snapshot cameras of the panorama request frames on a shared clock tick, and each panorama takes
-    #: the frames closest in capture time (``zmqcam.image.sync``)
+    #: the frames closest in capture time (``zmqcam.stitcher.sync``)
     sync: bool = True
     h264: H264Config = Field(default_factory=H264Config)
 

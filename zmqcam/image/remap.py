@@ -245,6 +245,16 @@ def camera_view_map(
     return mapx, mapy
 
 
+def _keep(maps: dict[tuple[int, int], SlotMap], frame_size: tuple[int, int], smap: SlotMap) -> SlotMap:
+    """``smap`` cached in ``maps`` (one slot's or band's maps by frame size), which stays bounded: a
+    camera cycling through sizes must not grow memory, so the oldest extra size is forgotten (dicts
+    keep insertion order; the first map, the configured size's as a rule, stays)."""
+    if len(maps) >= _MAX_MAPS_PER_SLOT:
+        del maps[list(maps)[1]]
+    maps[frame_size] = smap
+    return smap
+
+
 class PanoramaComposer:
     """Stitch frames of the given cameras, left to right, into one preallocated panorama.
 
@@ -334,12 +344,7 @@ class PanoramaComposer:
                     cam.size[0],
                     cam.size[1],
                 )
-            smap = slot_map_for(cam, frame_size)
-            if len(maps) >= _MAX_MAPS_PER_SLOT:
-                # a camera cycling through sizes must not grow memory: forget the oldest extra size
-                # (dicts keep insertion order; the configured size's map, first, stays)
-                del maps[list(maps)[1]]
-            maps[frame_size] = smap
+            smap = _keep(maps, frame_size, slot_map_for(cam, frame_size))
         return smap
 
     def compose(self, frames: Sequence[np.ndarray | None], now: float | None = None) -> np.ndarray:
@@ -369,10 +374,7 @@ class PanoramaComposer:
         smap = maps.get(frame_size)
         if smap is None:
             columns = feather.band.columns(self.cameras[camera], right)
-            smap = slot_map_for(self.cameras[camera], frame_size, columns)
-            if len(maps) >= _MAX_MAPS_PER_SLOT:
-                del maps[next(iter(maps))]
-            maps[frame_size] = smap
+            smap = _keep(maps, frame_size, slot_map_for(self.cameras[camera], frame_size, columns))
         return smap
 
     def _finish_seams(self, images: list[np.ndarray | None], now: float) -> None:

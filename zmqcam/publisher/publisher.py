@@ -34,14 +34,12 @@ from zmqcam.config import Config
 from zmqcam.errors import ProtocolError
 from zmqcam.names import publish_name
 from zmqcam.process import Heartbeat, run_child, stop_fd, stop_requested
-from zmqcam.video.push import PushWorker
+from zmqcam.video.push import BACKOFF, COUNTERS, LIVE, PushWorker
 
 log = logging.getLogger(__name__)
 
 #: the state before the stream's first keyframe arrived (no connection is tried without one)
 WAITING = "waiting"
-#: the push counters a report carries (totals over every PushWorker of this process)
-COUNTERS = ("connects", "failures", "sent", "dropped")
 _DRAIN_LIMIT = 64
 #: the loop wakes at least this often (its heartbeat and report)
 _WAKE = 1.0
@@ -79,7 +77,7 @@ class Publisher:
         self.worker: PushWorker | None = None
         self.size: tuple[int, int] | None = None
         #: counters of PushWorkers already replaced (the coded size changed)
-        self.before = dict.fromkeys(COUNTERS, 0)
+        self.before = dict.fromkeys(COUNTERS, 0)  # the push counters of workers retired (totals)
         self.received = 0
         self.malformed = 0
         #: units are pushed from a keyframe on; ``gate.gaps``: units lost on the bus, ``gate.waited``:
@@ -166,9 +164,9 @@ class Publisher:
         if state == self._shown_state:
             return
         self._shown_state = state
-        if state == "live":
+        if state == LIVE:
             log.info("publish %s: pushing %s to %s", self.name, self.target.stream, self.url)
-        elif state == "backoff":
+        elif state == BACKOFF:
             log.warning("publish %s: %s; retrying in %.1f s", self.name, report["last_error"], report["retry_in"])
 
     # -- loop

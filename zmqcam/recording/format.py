@@ -47,7 +47,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import IO, Any, NamedTuple, TextIO
+from typing import IO, Any, NamedTuple, TextIO, TypeVar
 
 import numpy as np
 import simplejpeg
@@ -146,7 +146,37 @@ class TrackWriter:
 # reading
 
 
-class Track:
+_T = TypeVar("_T", bound="_Frames")
+
+
+class _Frames:
+    """What every track of a recording is asked, whatever its file: ``entries`` (one per frame, in
+    file order), ``picture(i)``, ``nearest``, and ``close`` (or ``with``)."""
+
+    entries: list[IndexEntry]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def picture(self, i: int) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def nearest(self, capture_ns: int) -> int:
+        """The index of the frame captured nearest to ``capture_ns`` (the track must not be empty)."""
+        # a linear scan: capture times need not be sorted (a camera's clock may have been reset)
+        return min(range(len(self.entries)), key=lambda i: abs(self.entries[i].capture_ns - capture_ns))
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _T) -> _T:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Track(_Frames):
     """One camera of a recording: its index, and its JPEGs read on demand. Close it (or use ``with``)."""
 
     def __init__(self, video_path: str | os.PathLike[str]) -> None:
@@ -190,11 +220,6 @@ class Track:
             entries.append(entry)
         return entries
 
-    kind = MJPEG_VIDEO
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
     def picture(self, i: int) -> np.ndarray | None:
         """Frame ``i`` as BGR pixels; None when its JPEG does not decode."""
         try:
@@ -209,30 +234,17 @@ class Track:
             raise RecordingError(f"{self.video_path}: closed")
         return os.pread(self._fd, entry.length, entry.offset)
 
-    def nearest(self, capture_ns: int) -> int:
-        """The index of the frame captured nearest to ``capture_ns`` (the track must not be empty)."""
-        # a linear scan: capture times need not be sorted (a camera's clock may have been reset)
-        return min(range(len(self.entries)), key=lambda i: abs(self.entries[i].capture_ns - capture_ns))
-
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             os.close(self._fd)
 
-    def __enter__(self) -> Track:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class Mp4Track:
+class Mp4Track(_Frames):
     """One stream of an H.264 recording (``<name>.mp4``), asked what a ``Track`` is asked: ``entries``
     (capture times from the file's packets, nothing decoded; ``offset``, ``seq`` are the frame's
     number, ``length`` 0: there are no JPEG bytes) and ``picture(i)``, decoded in order (going back
     decodes again from the start). Close it (or use ``with``)."""
-
-    kind = H264_VIDEO
 
     def __init__(self, video_path: str | os.PathLike[str]) -> None:
         self.video_path = Path(video_path)
@@ -251,9 +263,6 @@ class Mp4Track:
         self._reader: Mp4Reader | None = None
         self._frames: Iterator[RecordedFrame] | None = None
         self._next = 0  # the number of the frame the decoder gives next
-
-    def __len__(self) -> int:
-        return len(self.entries)
 
     def picture(self, i: int) -> np.ndarray | None:
         """Frame ``i`` as BGR pixels (the source's size); None past the decodable end."""
@@ -281,21 +290,11 @@ class Mp4Track:
         self._frames = self._reader.frames()
         self._next = 0
 
-    def nearest(self, capture_ns: int) -> int:
-        """The index of the frame captured nearest to ``capture_ns`` (the track must not be empty)."""
-        return min(range(len(self.entries)), key=lambda i: abs(self.entries[i].capture_ns - capture_ns))
-
     def close(self) -> None:
         self._frames = None
         if self._reader is not None:
             self._reader.close()
             self._reader = None
-
-    def __enter__(self) -> Mp4Track:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def open_track(video_path: str | os.PathLike[str]) -> Track | Mp4Track:

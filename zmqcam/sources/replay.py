@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from zmqcam.errors import CorruptFrame, RecordingError, SourceEnded, SourceError
 from zmqcam.recording.format import MP4_SUFFIX, VIDEO_SUFFIX, Mp4Track, Recording, Span, Track, open_track
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from zmqcam.config import CameraConfig
 
 __all__ = ["ReplaySource", "recording_track_path"]
+
+_Read = TypeVar("_Read")
 
 #: a consumer this far behind the schedule shifts it instead of getting a burst of frames
 _MAX_LAG_NS = 1_000_000_000
@@ -115,35 +118,33 @@ class ReplaySource(Source):
             self._start_wall_ns += late
         elif late < 0 and self._stop.wait(-late / 1e9):
             raise SourceError(f"{self.describe()}: closed")
+        due_ns = self._start_wall_ns + offset
         if isinstance(track, Mp4Track):
-            return self._picture(track, i, offset)
-        with self._lock:
-            if self._track is not track:
-                raise SourceError(f"{self.describe()}: closed")
-            try:
-                data = track.read(i)
-            except OSError as exc:
-                raise SourceError(f"{self.describe()}: {exc.strerror or exc}") from None
-        self._next = i + 1
+            # decoded in order: the next picture costs one decode
+            image = self._frame_of(track, i, track.picture)
+            if image is None:
+                raise CorruptFrame(f"{self.describe()}: frame {i} does not decode")
+            return SourceFrame.raw(image, due_ns)
+        data = self._frame_of(track, i, track.read)
         if len(data) != entry.length or not data.startswith(b"\xff\xd8"):
             raise CorruptFrame(f"{self.describe()}: frame {i} is not a JPEG")
-        frame = SourceFrame.jpeg(data, self._start_wall_ns + offset)
+        frame = SourceFrame.jpeg(data, due_ns)
         frame.width, frame.height = entry.width, entry.height
         return frame
 
-    def _picture(self, track: Mp4Track, i: int, offset: int) -> SourceFrame:
-        """Frame ``i`` of an H.264 track, decoded (in order: the next one costs one decode)."""
+    def _frame_of(self, track: Track | Mp4Track, i: int, read: Callable[[int], _Read]) -> _Read:
+        """``read(i)`` of ``track`` unless close() let go of it meanwhile; frame ``i`` is then done."""
         with self._lock:
             if self._track is not track:
                 raise SourceError(f"{self.describe()}: closed")
             try:
-                image = track.picture(i)
+                data = read(i)
+            except OSError as exc:
+                raise SourceError(f"{self.describe()}: {exc.strerror or exc}") from None
             except RecordingError as exc:
                 raise SourceError(f"{self.describe()}: {exc}") from None
         self._next = i + 1
-        if image is None:
-            raise CorruptFrame(f"{self.describe()}: frame {i} does not decode")
-        return SourceFrame.raw(image, self._start_wall_ns + offset)
+        return data
 
     def close(self) -> None:
         self._stop.set()

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -63,7 +64,7 @@ def encoder_settings(cfg: H264Config, fps: float) -> EncoderSettings:
 class PanoEncoder:
     """One encoder thread: panoramas in through ``offer``, bus messages out on ``handoff``.
 
-    ``counters`` and ``timing`` are the stitcher's own dicts, so the totals outlive each encoder:
+    ``counters`` is the stitcher's own dict and ``timed`` its timer, so the totals outlive each encoder:
     ``h264_offered`` (panoramas offered), ``h264_skipped`` (replaced in the slot before the thread
     took them), ``h264_encoded``, ``h264_errors`` (frames libx264 refused), ``h264_dropped`` (messages
     lost between thread and loop) and ``h264_encode_seconds`` (BGR -> I420 -> H.264).
@@ -75,12 +76,12 @@ class PanoEncoder:
         settings: EncoderSettings,
         size: tuple[int, int],
         counters: dict[str, int],
-        timing: dict[str, list[Any]],
+        timed: Callable[[str, float], None],
     ) -> None:
         self.settings = settings
         self.size = size
         self.counters = counters
-        self.timing = timing
+        self.timed = timed  # (what, perf_counter at its start): adds the time spent to the stitcher's
         self._cond = threading.Condition()
         #: the newest panorama not yet taken by the thread: (image, seq, capture_ns, extra)
         self._slot: tuple[np.ndarray, int, int, dict[str, Any]] | None = None
@@ -151,9 +152,7 @@ class PanoEncoder:
                     self.counters["h264_errors"] += 1
                     log.warning("pano h264: %s", exc)
                     continue
-                entry = self.timing["h264_encode_seconds"]
-                entry[0] += 1
-                entry[1] += time.perf_counter() - started
+                self.timed("h264_encode_seconds", started)
                 self.counters["h264_encoded"] += 1
                 if unit.keyframe:
                     gop = seq

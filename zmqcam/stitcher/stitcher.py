@@ -290,7 +290,7 @@ class Stitcher:
         wanted = self.demand.wants(self.topic_h264)
         if wanted and self.h264 is None:
             settings = encoder_settings(self.cfg.h264, self.config.pano_fps)
-            self.h264 = PanoEncoder(self.ctx, settings, self.composer.size, self.counters, self.timing)
+            self.h264 = PanoEncoder(self.ctx, settings, self.composer.size, self.counters, self._timed)
             self._poller.register(self.h264.handoff, zmq.POLLIN)
             self.counters["h264_encoders"] += 1
             log.info("pano h264 wanted: encoding (%s, keyint %d frames)", settings.preset, settings.keyint)

@@ -29,6 +29,7 @@ smeared references until the next IDR.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal, NamedTuple, get_args
@@ -114,25 +115,30 @@ def coded_size(width: int, height: int, even: Literal["pad", "crop"] = "pad") ->
     return width + (width % 2) * step, height + (height % 2) * step
 
 
-def _nal_types(data: bytes, limit: int = 8) -> list[int]:
-    """The types of the first ``limit`` NAL units of an Annex B access unit (start code 00 00 01)."""
-    types: list[int] = []
+def _nal_headers(data: bytes, limit: int = 8) -> Iterator[int]:
+    """Where the header byte of each of the first ``limit`` NAL units of an Annex B access unit is
+    (after its start code 00 00 01)."""
     at = data.find(b"\x00\x00\x01")
-    while at >= 0 and at + 3 < len(data) and len(types) < limit:
-        types.append(data[at + 3] & 0x1F)
+    for _ in range(limit):
+        if at < 0 or at + 3 >= len(data):
+            return
+        yield at + 3
         at = data.find(b"\x00\x00\x01", at + 3)
-    return types
+
+
+def _nal_types(data: bytes, limit: int = 8) -> list[int]:
+    """The types of the first ``limit`` NAL units of an Annex B access unit."""
+    return [data[header] & 0x1F for header in _nal_headers(data, limit)]
 
 
 def codec_of(data: bytes) -> str | None:
     """The RFC 6381 codec (``avc1.PPCCLL``: profile, constraint flags, level) of the SPS in an Annex B
     access unit, or None when it holds none: what ``codec_string`` reads from an init segment's avcC,
     for a consumer that has not muxed anything yet."""
-    at = data.find(b"\x00\x00\x01")
-    while at >= 0 and at + 7 <= len(data):
-        if data[at + 3] & 0x1F == _NAL_SPS:
-            return "avc1." + data[at + 4 : at + 7].hex()
-        at = data.find(b"\x00\x00\x01", at + 3)
+    for header in _nal_headers(data, limit=len(data)):  # every unit: the SPS need not come first
+        if data[header] & 0x1F == _NAL_SPS:
+            # the three bytes after the SPS's header; an SPS cut shorter than that gives none
+            return "avc1." + data[header + 1 : header + 4].hex() if header + 4 <= len(data) else None
     return None
 
 

@@ -40,7 +40,15 @@ import av.error
 from zmqcam.errors import PushError, VideoError
 from zmqcam.video.timeline import TIME_BASE, Timeline
 
-__all__ = ["PushError", "PushWorker", "Pusher", "push_format"]
+__all__ = ["BACKOFF", "CONNECTING", "COUNTERS", "LIVE", "STOPPED", "PushError", "PushWorker", "Pusher", "push_format"]
+
+#: a ``PushWorker``'s states (``stats()["state"]``)
+CONNECTING = "connecting"
+LIVE = "live"
+BACKOFF = "backoff"
+STOPPED = "stopped"
+#: the counters ``stats()`` carries: totals since the worker started
+COUNTERS = ("connects", "failures", "sent", "dropped")
 
 #: the muxer and its options per URL scheme
 _FORMATS = {"rtsp": "rtsp", "rtsps": "rtsp", "rtmp": "flv", "rtmps": "flv"}
@@ -129,7 +137,7 @@ class PushWorker:
         self._args = (width, height, fps, timeout)
         self.max_queue = max_queue
         self.backoff = backoff
-        self.state = "stopped"
+        self.state = STOPPED
         self.connects = 0
         self.failures = 0
         self.sent = 0
@@ -145,7 +153,7 @@ class PushWorker:
 
     def start(self) -> PushWorker:
         self._stop = False
-        self.state = "connecting"
+        self.state = CONNECTING
         self._thread = threading.Thread(target=self._run, name=f"push:{self.url}", daemon=True)
         self._thread.start()
         return self
@@ -156,7 +164,7 @@ class PushWorker:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
-        self.state = "stopped"
+        self.state = STOPPED
 
     def offer(self, data: bytes, keyframe: bool, capture_ns: int) -> None:
         """Queue one access unit for the thread; never blocks. A full queue (the server is slower than
@@ -166,7 +174,7 @@ class PushWorker:
                 self.dropped += len(self._queue)
                 self._queue.clear()
                 self._resync = True
-            if not keyframe and not self._queue and (self._resync or self.state != "live"):
+            if not keyframe and not self._queue and (self._resync or self.state != LIVE):
                 self.dropped += 1  # it needs the frames before it, which the server will not get
                 return
             if keyframe:
@@ -176,7 +184,7 @@ class PushWorker:
 
     def stats(self) -> dict[str, Any]:
         now = time.monotonic()
-        retry_in = max(0.0, self.retry_at - now) if self.state == "backoff" else 0.0
+        retry_in = max(0.0, self.retry_at - now) if self.state == BACKOFF else 0.0
         started = self._write_started
         return {"url": self.url, "state": self.state, "connects": self.connects, "failures": self.failures,
                 "sent": self.sent, "dropped": self.dropped, "last_error": self.last_error,
@@ -210,7 +218,7 @@ class PushWorker:
                     self._write_started = None
                 if pusher.sent == 1:
                     self.connects += 1
-                    self.state = "live"
+                    self.state = LIVE
                     delay = self.backoff[0]
                 self.sent += 1
             except PushError as exc:
@@ -219,7 +227,7 @@ class PushWorker:
                     pusher = None
                 self.failures += 1
                 self.last_error = str(exc)
-                self.state = "backoff"
+                self.state = BACKOFF
                 wait = delay * random.uniform(0.8, 1.2)
                 delay = min(delay * 2, self.backoff[1])
                 self.retry_at = time.monotonic() + wait
@@ -227,6 +235,6 @@ class PushWorker:
                     self._cond.wait_for(lambda: self._stop, timeout=wait)
                     self.dropped += len(self._queue)  # old by now; start again at a keyframe
                     self._queue.clear()
-                self.state = "connecting"
+                self.state = CONNECTING
         if pusher is not None:
             pusher.close()
